@@ -1,0 +1,97 @@
+"""Check every wav of a ``wav.scp`` and bring it to the recipe's sampling rate.
+
+Stage 1 runs this once per job on a split of ``wav.scp``. A wav already at ``--fs`` is referenced where it is (no
+copy); one at another rate is resampled into ``--audio_dir`` or refused, per ``--on_rate_mismatch``. Every bad
+file is reported (not only the first), and nothing is written unless all are good, so a later stage never reads
+a half-checked set.
+"""
+
+import argparse
+import logging
+import math
+import os
+import shutil
+
+import numpy as np
+import soundfile as sf
+
+from ebm.cli import EbmError, run, setup_logging
+from ebm.io import read_scp, write_atomic
+
+
+def get_parser():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("scp", help="input wav.scp (utt-id path)")
+    p.add_argument("out_dir", help="writes wav.scp and utt2num_samples here")
+    p.add_argument("--fs", type=int, required=True, help="the recipe's sampling rate")
+    p.add_argument("--on_rate_mismatch", choices=["resample", "error"], default="resample")
+    p.add_argument("--audio_dir", required=True, help="where resampled wavs go")
+    p.add_argument("--max_report", type=int, default=20, help="bad files listed before the summary")
+    return p
+
+
+def load_mono(utt, path):
+    """Read one wav as int16 mono, or raise an EbmError that says what is wrong with it."""
+    if "|" in path:
+        raise EbmError(f"{utt}: piped wav.scp entries are not supported ({path!r}); write the audio to files")
+    if not os.path.isfile(path):
+        raise EbmError(f"{utt}: missing wav {path}; fix wav.scp or restore the file")
+    try:
+        audio, rate = sf.read(path, dtype="int16", always_2d=True)
+    except Exception as e:  # libsndfile says "Format not recognised", "unexpected end of file", ...
+        raise EbmError(f"{utt}: corrupt or unreadable wav {path} ({e}); re-extract or re-record it") from None
+    if audio.shape[1] != 1:
+        raise EbmError(f"{utt}: {path} has {audio.shape[1]} channels; mono is expected, downmix it first")
+    if audio.shape[0] == 0:
+        raise EbmError(f"{utt}: {path} contains no samples; remove the utterance (utils/fix_data_dir.sh)")
+    return audio[:, 0], rate
+
+
+def resample(audio, rate, fs):
+    from scipy.signal import resample_poly
+
+    g = math.gcd(rate, fs)
+    y = resample_poly(audio.astype(np.float64), fs // g, rate // g)
+    return np.clip(np.round(y), -32768, 32767).astype(np.int16)
+
+
+def main(argv=None):
+    args = get_parser().parse_args(argv)
+    setup_logging()
+    entries = read_scp(args.scp)
+    out_scp, num_samples, errors, n_resampled = [], [], [], 0
+    for utt, path in entries:
+        try:
+            audio, rate = load_mono(utt, path)
+            if rate != args.fs:
+                if args.on_rate_mismatch == "error":
+                    raise EbmError(f"{utt}: {path} is at {rate} Hz, the recipe at {args.fs} Hz; "
+                                   "resample it, or run with --on_rate_mismatch resample")
+                audio = resample(audio, rate, args.fs)
+                os.makedirs(args.audio_dir, exist_ok=True)
+                path = os.path.abspath(os.path.join(args.audio_dir, f"{utt}.wav"))
+                tmp = path + ".tmp.wav"
+                sf.write(tmp, audio, args.fs, subtype="PCM_16")
+                os.replace(tmp, path)
+                n_resampled += 1
+        except EbmError as e:
+            errors.append(str(e))
+            continue
+        out_scp.append(f"{utt} {path}\n")
+        num_samples.append(f"{utt} {len(audio)}\n")
+    if errors:
+        shown = "\n  ".join(errors[: args.max_report])
+        more = f"\n  ... and {len(errors) - args.max_report} more" if len(errors) > args.max_report else ""
+        raise EbmError(f"{len(errors)} of {len(entries)} utterances in {args.scp} have bad audio:\n  {shown}{more}")
+    tmp_dir = args.out_dir + ".tmp"
+    shutil.rmtree(tmp_dir, ignore_errors=True)
+    os.makedirs(tmp_dir)
+    write_atomic(os.path.join(tmp_dir, "wav.scp"), "".join(out_scp))
+    write_atomic(os.path.join(tmp_dir, "utt2num_samples"), "".join(num_samples))
+    shutil.rmtree(args.out_dir, ignore_errors=True)
+    os.replace(tmp_dir, args.out_dir)
+    logging.info(f"{len(entries)} wavs checked, {n_resampled} resampled to {args.fs} Hz -> {args.out_dir}")
+
+
+if __name__ == "__main__":
+    run(main)

@@ -1,0 +1,34 @@
+"""Kaldi-style text files (scp, text, utt2spk) and writes that never leave a half-written file behind."""
+
+import os
+
+from ebm.cli import EbmError
+
+
+def read_scp(path, allow_empty_value=False):
+    """``[(key, value), ...]`` from a ``key value...`` file, keeping file order; errors name file and line."""
+    if not os.path.isfile(path):
+        raise EbmError(f"{path} does not exist")
+    entries, seen = [], set()
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            line = line.rstrip("\n")
+            if not line.strip():
+                raise EbmError(f"{path}:{lineno}: empty line; remove it (utils/fix_data_dir.sh)")
+            key, _, value = line.partition(" ")
+            value = value.strip()
+            if not value and not allow_empty_value:
+                raise EbmError(f"{path}:{lineno}: '{key}' has no value")
+            if key in seen:
+                raise EbmError(f"{path}:{lineno}: duplicate id '{key}'")
+            seen.add(key)
+            entries.append((key, value))
+    return entries
+
+
+def write_atomic(path, text):
+    """Write through a temporary name and rename, so a reader never sees a partial file."""
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, path)

@@ -1,0 +1,17 @@
+# Sourced by every recipe script: activates the project's environment, installing it on first use.
+MAIN_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)
+export MAIN_ROOT
+
+if [ ! -f "${MAIN_ROOT}/tools/venv/.ebm_installed" ]; then
+    echo "path.sh: ${MAIN_ROOT}/tools/venv is not installed yet: running tools/install.sh (first use only)" >&2
+    "${MAIN_ROOT}/tools/install.sh" || { echo "path.sh: the environment could not be installed" >&2; return 1 2>/dev/null || exit 1; }
+fi
+# shellcheck disable=SC1091
+. "${MAIN_ROOT}/tools/venv/bin/activate"
+
+export PATH=${MAIN_ROOT}/utils:${PATH}
+export LC_ALL=C
+export PYTHONIOENCODING=UTF-8
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+# ESPnet tries to fetch NLTK data for g2p_en at import; we never use g2p_en, and the fetch fails offline.
+export NLTK_DATA=${NLTK_DATA:-${MAIN_ROOT}/tools/nltk_data}

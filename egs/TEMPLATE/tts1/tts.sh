@@ -1,0 +1,193 @@
+#!/usr/bin/env bash
+# The one staged recipe shared by every corpus: egs/<corpus>/tts1/run.sh sets corpus options and calls this.
+# Read top to bottom: each stage says what it does, where it reads and where it writes.
+set -euo pipefail
+
+log() {
+    local fname=${BASH_SOURCE[1]##*/}
+    echo -e "$(date '+%Y-%m-%dT%H:%M:%S') (${fname}:${BASH_LINENO[0]}:${FUNCNAME[1]}) $*" >&2
+}
+die() { log "ERROR: $*"; exit 1; }
+SECONDS=0
+
+# General
+stage=0               # first stage to run
+stop_stage=2          # last stage to run (stages 3-7 are added by later releases)
+nj=2                  # parallel jobs for data, statistics and decoding stages
+ngpu=0                # GPUs for training (0: CPU)
+python=python3        # the venv's Python (path.sh puts it first on PATH)
+dumpdir=dump          # formatted data and token lists
+expdir=exp            # statistics, models, decodes, logs
+
+# Data (local/data.sh writes data/<set> for these names)
+local_data_opts=""    # extra options for local/data.sh
+db_root=""            # where the corpus is or goes (passed to local/data.sh when set)
+train_set=""
+dev_set=""
+eval_sets=""          # space-separated; local/data.sh writes the first, others must exist under data/
+on_rate_mismatch=resample  # a wav at another rate than fs: resample (into dump/) or error
+
+# Features: ESPnet's LogMelFbank, the same for the baseline, the EBM and the vocoder
+fs=22050
+n_fft=1024
+n_shift=256
+win_length=""         # empty: n_fft
+n_mels=80
+fmin=80
+fmax=7600
+
+# Tokens
+token_type=char       # char or phn
+cleaner=tacotron      # text cleaner before tokenisation (none to disable)
+g2p=none              # with token_type=phn: espeak_ng_english_us_vits (eSpeak NG, offline)
+oov="<unk>"
+blank="<blank>"
+sos_eos="<sos/eos>"
+
+# Configs
+train_config=""       # Tacotron 2 baseline config; stage 2 builds its model to collect feature statistics
+
+help_message=$(cat <<EOF
+Usage: $0 --train_set <name> --dev_set <name> --eval_sets "<names>" [options]
+  Stages: 0 corpus (local/data.sh)  1 Kaldi data dirs + audio check  2 tokens + feature statistics
+Options (--name value; dashes or underscores):
+  --stage, --stop_stage ${stage} ${stop_stage}   --nj ${nj}   --ngpu ${ngpu}
+  --db_root DIR   --local_data_opts "..."   --on_rate_mismatch resample|error
+  --fs ${fs} --n_fft ${n_fft} --n_shift ${n_shift} --n_mels ${n_mels} --fmin ${fmin} --fmax ${fmax}
+  --token_type char|phn   --cleaner tacotron|none   --g2p none|espeak_ng_english_us_vits
+  --train_config FILE     --dumpdir ${dumpdir}   --expdir ${expdir}
+EOF
+)
+
+log "$0 $*"
+. ./path.sh
+. ./cmd.sh
+. utils/parse_options.sh
+
+[ $# -eq 0 ] || die "unexpected arguments: $* (options are --name value)"
+[ -n "${train_set}" ] && [ -n "${dev_set}" ] && [ -n "${eval_sets}" ] \
+    || die "--train_set, --dev_set and --eval_sets are required (set them in run.sh)"
+[ -n "${win_length}" ] || win_length=${n_fft}
+if [ "${token_type}" = phn ] && [ "${g2p}" = none ]; then
+    die "--token_type phn needs --g2p (offline: espeak_ng_english_us_vits)"
+fi
+
+eval_set=${eval_sets%% *}
+all_sets="${train_set} ${dev_set} ${eval_sets}"
+data_feats=${dumpdir}/raw
+if [ "${token_type}" = char ]; then token_tag=char; else token_tag=${token_type}_${g2p}; fi
+token_listdir=${dumpdir}/token_list/${token_tag}
+token_list=${token_listdir}/tokens.txt
+stats_dir=${expdir}/tts_stats_raw_${token_tag}_${cleaner}
+
+# Options every ESPnet call shares: tokens and features. Kept in one place so that the baseline, the EBM and the
+# statistics see the same text and the same mel.
+token_opts="--token_type ${token_type} --token_list ${token_list} --cleaner ${cleaner} --g2p ${g2p}"
+feats_opts="--feats_extract fbank --feats_extract_conf fs=${fs} --feats_extract_conf n_fft=${n_fft}"
+feats_opts+=" --feats_extract_conf hop_length=${n_shift} --feats_extract_conf win_length=${win_length}"
+feats_opts+=" --feats_extract_conf n_mels=${n_mels} --feats_extract_conf fmin=${fmin} --feats_extract_conf fmax=${fmax}"
+
+if [ ${stage} -le 0 ] && [ ${stop_stage} -ge 0 ]; then
+    log "Stage 0: corpus: local/data.sh --stage 0 (download or generate)"
+    _opts=""
+    [ -z "${db_root}" ] || _opts+="--db_root ${db_root} "
+    # shellcheck disable=SC2086
+    local/data.sh --stage 0 --stop_stage 0 ${_opts} ${local_data_opts}
+fi
+
+if [ ${stage} -le 1 ] && [ ${stop_stage} -ge 1 ]; then
+    log "Stage 1: Kaldi data dirs: local/data.sh --stage 1 -> data/{${all_sets// /,}}"
+    _opts=""
+    [ -z "${db_root}" ] || _opts+="--db_root ${db_root} "
+    # shellcheck disable=SC2086
+    local/data.sh --stage 1 --stop_stage 1 ${_opts} ${local_data_opts} \
+        --train_set "${train_set}" --dev_set "${dev_set}" --eval_set "${eval_set}"
+
+    for dset in ${all_sets}; do
+        src=data/${dset}
+        dst=${data_feats}/${dset}
+        [ -f "${src}/spk2utt" ] || utils/utt2spk_to_spk2utt.pl "${src}/utt2spk" > "${src}/spk2utt"
+        utils/validate_data_dir.sh "${src}"
+        log "checking transcripts of ${src} (cleaner ${cleaner}, ${token_type})"
+        ${python} -m ebm.bin.check_text --cleaner "${cleaner}" --token_type "${token_type}" --g2p "${g2p}" \
+            "${src}/text"
+
+        log "checking and formatting audio of ${src} at ${fs} Hz -> ${dst} (${nj} jobs)"
+        rm -rf "${dst}"
+        utils/copy_data_dir.sh "${src}" "${dst}"
+        _logdir=${dst}/logs
+        mkdir -p "${_logdir}"
+        _nj=$(( nj < $(wc -l < "${src}/wav.scp") ? nj : $(wc -l < "${src}/wav.scp") ))
+        _split=""
+        for n in $(seq "${_nj}"); do _split+=" ${_logdir}/wav.${n}.scp"; done
+        # shellcheck disable=SC2086
+        utils/split_scp.pl "${src}/wav.scp" ${_split}
+        ${decode_cmd} JOB=1:"${_nj}" "${_logdir}/format_wav.JOB.log" \
+            ${python} -m ebm.bin.format_wav_scp --fs "${fs}" --on_rate_mismatch "${on_rate_mismatch}" \
+                --audio_dir "${dst}/data/format.JOB" "${_logdir}/wav.JOB.scp" "${_logdir}/formatted.JOB" \
+            || die "audio check failed for ${src}: see the errors in ${_logdir}/format_wav.*.log"
+        for f in wav.scp utt2num_samples; do
+            for n in $(seq "${_nj}"); do cat "${_logdir}/formatted.${n}/${f}"; done | sort > "${dst}/${f}.tmp"
+            mv "${dst}/${f}.tmp" "${dst}/${f}"
+        done
+        utils/validate_data_dir.sh "${dst}"
+        log "$(wc -l < "${dst}/wav.scp") utterances in ${dst}"
+    done
+fi
+
+if [ ${stage} -le 2 ] && [ ${stop_stage} -ge 2 ]; then
+    log "Stage 2: token list (${token_type}, cleaner ${cleaner}, g2p ${g2p}) -> ${token_list}"
+    mkdir -p "${token_listdir}"
+    # <blank> first and <unk> second as ESPnet's TTS recipes do; <sos/eos> last.
+    ${python} -m espnet2.bin.tokenize_text \
+        --token_type "${token_type}" --cleaner "${cleaner}" --g2p "${g2p}" \
+        --input "${data_feats}/${train_set}/text" --output "${token_list}.tmp" --field 2- \
+        --write_vocabulary true --add_symbol "${blank}:0" --add_symbol "${oov}:1" --add_symbol "${sos_eos}:-1"
+    mv "${token_list}.tmp" "${token_list}"
+    log "$(wc -l < "${token_list}") tokens; checking that ${dev_set} and ${eval_sets} need no others"
+    for dset in ${dev_set} ${eval_sets}; do
+        ${python} -m ebm.bin.check_text --cleaner "${cleaner}" --token_type "${token_type}" --g2p "${g2p}" \
+            --token_list "${token_list}" "${data_feats}/${dset}/text"
+    done
+
+    [ -n "${train_config}" ] || die "--train_config is required for stage 2 (the baseline's model config)"
+    log "Stage 2: feature statistics with ESPnet's collect_stats (${nj} jobs) -> ${stats_dir}"
+    for part in train valid; do
+        if [ ${part} = train ]; then dset=${train_set}; else dset=${dev_set}; fi
+        _nj=$(( nj < $(wc -l < "${data_feats}/${dset}/wav.scp") ? nj : $(wc -l < "${data_feats}/${dset}/wav.scp") ))
+        _split=""
+        for n in $(seq "${_nj}"); do _split+=" ${stats_dir}/logdir/${part}.${n}.scp"; done
+        mkdir -p "${stats_dir}/logdir"
+        # shellcheck disable=SC2086
+        utils/split_scp.pl "${data_feats}/${dset}/wav.scp" ${_split}
+    done
+    # The key files decide which utterances each job reads; train and valid are split the same number of ways.
+    _nj=$(find "${stats_dir}/logdir" -maxdepth 1 -name 'valid.*.scp' | wc -l)
+    _ntrain=$(find "${stats_dir}/logdir" -maxdepth 1 -name 'train.*.scp' | wc -l)
+    [ "${_nj}" -eq "${_ntrain}" ] || die "fewer dev utterances than jobs: run with --nj ${_nj}"
+    rm -rf "${stats_dir}/logdir"/stats.*
+    # shellcheck disable=SC2086
+    ${train_cmd} JOB=1:"${_nj}" "${stats_dir}/logdir/stats.JOB.log" \
+        ${python} -m espnet2.bin.tts_train \
+            --collect_stats true --write_collected_feats false --use_preprocessor true \
+            --normalize none --pitch_normalize none --energy_normalize none \
+            ${token_opts} ${feats_opts} \
+            --train_data_path_and_name_and_type "${data_feats}/${train_set}/text,text,text" \
+            --train_data_path_and_name_and_type "${data_feats}/${train_set}/wav.scp,speech,sound" \
+            --valid_data_path_and_name_and_type "${data_feats}/${dev_set}/text,text,text" \
+            --valid_data_path_and_name_and_type "${data_feats}/${dev_set}/wav.scp,speech,sound" \
+            --train_shape_file "${stats_dir}/logdir/train.JOB.scp" \
+            --valid_shape_file "${stats_dir}/logdir/valid.JOB.scp" \
+            --output_dir "${stats_dir}/logdir/stats.JOB" \
+            --config "${train_config}" \
+        || die "collect_stats failed: see ${stats_dir}/logdir/stats.*.log"
+    _dirs=""
+    for n in $(seq "${_nj}"); do _dirs+=" --input_dir ${stats_dir}/logdir/stats.${n}"; done
+    rm -rf "${stats_dir}/train" "${stats_dir}/valid"
+    # shellcheck disable=SC2086
+    ${python} -m espnet2.bin.aggregate_stats_dirs ${_dirs} --output_dir "${stats_dir}"
+    [ -f "${stats_dir}/train/feats_stats.npz" ] || die "no ${stats_dir}/train/feats_stats.npz was written"
+    log "wrote ${stats_dir}/train/feats_stats.npz and shape files under ${stats_dir}/{train,valid}"
+fi
+
+log "Successfully finished stages ${stage}-${stop_stage} [elapsed=${SECONDS}s]"

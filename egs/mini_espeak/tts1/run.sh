@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# mini_espeak: the embedded default corpus. Stage 0 generates ~400 English sentences with eSpeak NG (offline,
+# deterministic, under a minute), so the whole recipe runs anywhere. Options after ./run.sh override these.
+set -euo pipefail
+
+./tts.sh \
+    --train_set tr_no_dev \
+    --dev_set dev \
+    --eval_sets eval1 \
+    --fs 22050 --n_fft 1024 --n_shift 256 --n_mels 80 --fmin 80 --fmax 7600 \
+    --token_type char --cleaner tacotron --g2p none \
+    --train_config conf/tuning/train_tacotron2_small.yaml \
+    "$@"

@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# Creates (or checks) tools/venv: the pinned stack of tools/requirements.txt plus this package in editable mode.
+# Usage: tools/install.sh [--python PYTHON] [--force]
+# Re-running with everything installed only verifies the imports (a few seconds).
+set -euo pipefail
+
+tools_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+top_dir=$(dirname "${tools_dir}")
+venv=${EBM_VENV:-${tools_dir}/venv}
+python=${PYTHON:-python3}
+force=false
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --python) python=$2; shift 2 ;;
+        --force) force=true; shift ;;
+        -h|--help) sed -n '2,4p' "$0"; exit 0 ;;
+        *) echo "$0: unknown option $1 (see --help)" >&2; exit 2 ;;
+    esac
+done
+req=${tools_dir}/requirements.txt
+stamp=${venv}/.ebm_installed
+
+log() { echo "[tools/install.sh] $*" >&2; }
+die() { echo "[tools/install.sh] ERROR: $*" >&2; exit 1; }
+
+# Key of what is installed: the requirements and this script. A change in either reinstalls.
+key=$(cat "${req}" "${tools_dir}/install.sh" | sha256sum | cut -c1-16)
+
+verify() {
+    "${venv}/bin/python" - "${top_dir}" <<'PY'
+import os, sys
+import torch, torchaudio, espnet, kaldiio, sentencepiece, yaml, numpy, pytest, espeakng_loader  # noqa: F401
+import espnet2.tasks.tts  # noqa: F401  (imports torchaudio's compiled library: catches a torch mismatch)
+import parallel_wavegan.layers  # noqa: F401  (needs the SciPy shim)
+import ebm
+top = os.path.realpath(sys.argv[1])
+if not os.path.realpath(ebm.__file__).startswith(top + os.sep):
+    sys.exit(f"ebm is imported from {ebm.__file__}, not from {top}")
+PY
+}
+
+if ! ${force} && [ -f "${stamp}" ] && [ "$(cat "${stamp}")" = "${key}" ]; then
+    if verify >/dev/null 2>&1; then
+        log "environment ${venv} is up to date"
+        exit 0
+    fi
+    log "environment ${venv} is installed but does not import this checkout's ebm: relinking"
+    "${venv}/bin/pip" install --quiet --no-deps --no-build-isolation -e "${top_dir}" \
+        || die "pip install -e ${top_dir} failed"
+    verify || die "tools/venv does not import; rerun with --force to rebuild it"
+    exit 0
+fi
+
+command -v "${python}" >/dev/null || die "${python} not found; install Python 3.10 or 3.11, or pass --python"
+pyver=$("${python}" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+case "${pyver}" in
+    3.10|3.11) ;;
+    *) die "Python ${pyver} found (${python}); espnet 202511 and torch 2.11.0 need Python 3.10 or 3.11.
+       Install one (e.g. pyenv install 3.11) and run: tools/install.sh --python python3.11" ;;
+esac
+
+if [ ! -x "${venv}/bin/python" ]; then
+    log "creating ${venv} with ${python} (${pyver})"
+    "${python}" -m venv "${venv}" || die "python -m venv failed; on Debian/Ubuntu install python${pyver}-venv"
+fi
+
+pin() { grep -E "# *step:$1( |$)" "${req}" | sed 's/[[:space:]]*#.*//'; }
+step() {  # step NAME [pip options]
+    local name=$1; shift
+    local specs
+    mapfile -t specs < <(pin "${name}")
+    log "installing (${name}): ${specs[*]}"
+    "${venv}/bin/python" -m pip install --disable-pip-version-check "$@" "${specs[@]}" \
+        || die "pip install of ${specs[*]} failed (see above). Check the network to PyPI and free disk space
+       (about 6 GB), then rerun tools/install.sh; --force rebuilds from scratch."
+}
+step pip --quiet
+step torch
+step main
+step pwg --no-build-isolation
+log "installing ebm (editable) from ${top_dir}"
+"${venv}/bin/python" -m pip install --disable-pip-version-check --quiet --no-deps --no-build-isolation -e "${top_dir}" \
+    || die "pip install -e ${top_dir} failed"
+
+# parallel-wavegan 0.6.1 imports scipy.signal.kaiser (gone in SciPy >= 1.13). A .pth line runs at every start of
+# the venv's Python (modules and console scripts alike) and installs a lazy shim: ebm/compat.py.
+site=$("${venv}/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+echo "import ebm.compat; ebm.compat.install_scipy_shim()" > "${site}/ebm_compat.pth"
+
+log "verifying imports"
+verify || die "the installed environment does not import (see above); rerun with --force"
+echo "${key}" > "${stamp}"
+log "done: ${venv}"

@@ -15,3 +15,8 @@ export PYTHONIOENCODING=UTF-8
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 # ESPnet tries to fetch NLTK data for g2p_en at import; we never use g2p_en, and the fetch fails offline.
 export NLTK_DATA=${NLTK_DATA:-${MAIN_ROOT}/tools/nltk_data}
+# eSpeak NG for --token_type phn: the library and data that the espeakng-loader wheel ships (no apt needed).
+if [ -z "${PHONEMIZER_ESPEAK_LIBRARY:-}" ]; then
+    eval "$(python3 -c 'import espeakng_loader as e
+print(f"export PHONEMIZER_ESPEAK_LIBRARY={e.get_library_path()} ESPEAK_DATA_PATH={e.get_data_path()}")')"
+fi

@@ -103,15 +103,19 @@ if [ ${stage} -le 1 ] && [ ${stop_stage} -ge 1 ]; then
     local/data.sh --stage 1 --stop_stage 1 ${_opts} ${local_data_opts} \
         --train_set "${train_set}" --dev_set "${dev_set}" --eval_set "${eval_set}"
 
+    _texts=""
+    for dset in ${all_sets}; do
+        [ -f "data/${dset}/spk2utt" ] || utils/utt2spk_to_spk2utt.pl "data/${dset}/utt2spk" > "data/${dset}/spk2utt"
+        utils/validate_data_dir.sh "data/${dset}"
+        _texts+=" data/${dset}/text"
+    done
+    log "checking transcripts (cleaner ${cleaner}, ${token_type}):${_texts}"
+    # shellcheck disable=SC2086
+    ${python} -m ebm.bin.check_text --cleaner "${cleaner}" --token_type "${token_type}" --g2p "${g2p}" ${_texts}
+
     for dset in ${all_sets}; do
         src=data/${dset}
         dst=${data_feats}/${dset}
-        [ -f "${src}/spk2utt" ] || utils/utt2spk_to_spk2utt.pl "${src}/utt2spk" > "${src}/spk2utt"
-        utils/validate_data_dir.sh "${src}"
-        log "checking transcripts of ${src} (cleaner ${cleaner}, ${token_type})"
-        ${python} -m ebm.bin.check_text --cleaner "${cleaner}" --token_type "${token_type}" --g2p "${g2p}" \
-            "${src}/text"
-
         log "checking and formatting audio of ${src} at ${fs} Hz -> ${dst} (${nj} jobs)"
         rm -rf "${dst}"
         utils/copy_data_dir.sh "${src}" "${dst}"
@@ -145,10 +149,11 @@ if [ ${stage} -le 2 ] && [ ${stop_stage} -ge 2 ]; then
         --write_vocabulary true --add_symbol "${blank}:0" --add_symbol "${oov}:1" --add_symbol "${sos_eos}:-1"
     mv "${token_list}.tmp" "${token_list}"
     log "$(wc -l < "${token_list}") tokens; checking that ${dev_set} and ${eval_sets} need no others"
-    for dset in ${dev_set} ${eval_sets}; do
-        ${python} -m ebm.bin.check_text --cleaner "${cleaner}" --token_type "${token_type}" --g2p "${g2p}" \
-            --token_list "${token_list}" "${data_feats}/${dset}/text"
-    done
+    _texts=""
+    for dset in ${dev_set} ${eval_sets}; do _texts+=" ${data_feats}/${dset}/text"; done
+    # shellcheck disable=SC2086
+    ${python} -m ebm.bin.check_text --cleaner "${cleaner}" --token_type "${token_type}" --g2p "${g2p}" \
+        --token_list "${token_list}" ${_texts}
 
     [ -n "${train_config}" ] || die "--train_config is required for stage 2 (the baseline's model config)"
     log "Stage 2: feature statistics with ESPnet's collect_stats (${nj} jobs) -> ${stats_dir}"

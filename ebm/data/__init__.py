@@ -1,0 +1,1 @@
+"""Corpus handling: downloading corpora and turning them into Kaldi-style data directories."""

@@ -16,13 +16,15 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
+from ebm.cli import EbmError
+
 logger = logging.getLogger(__name__)
 
 CHUNK = 1 << 20
 USER_AGENT = "ebm-download/1.0"
 
 
-class DownloadError(Exception):
+class DownloadError(EbmError):
     """A download or extraction that did not complete; the message says what to do next."""
 
 

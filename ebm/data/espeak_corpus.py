@@ -21,6 +21,8 @@ import struct
 import time
 import wave
 
+from ebm.cli import EbmError
+
 logger = logging.getLogger(__name__)
 
 ESPEAK_FS = 22050  # libespeak-ng's native output rate; it is returned by espeak_Initialize and checked there
@@ -44,7 +46,7 @@ _MIN_PEAK = 328  # 1 % of full scale: anything quieter is silence, not speech
 _SYNTH_CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p)
 
 
-class EspeakCorpusError(Exception):
+class EspeakCorpusError(EbmError):
     """An expected failure (bad input, unknown voice, broken audio); the message says what to fix."""
 
 

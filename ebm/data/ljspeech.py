@@ -8,6 +8,8 @@ import logging
 import os
 import shutil
 
+from ebm.cli import EbmError
+
 logger = logging.getLogger(__name__)
 
 # Official LJSpeech 1.1 release. The checksum is the one torchaudio pins for this URL
@@ -21,7 +23,7 @@ TEXT_FIELDS = ("normalized", "raw")
 EXPECTED_LAYOUT = "DIR/metadata.csv (lines 'ID|raw text|normalized text') and DIR/wavs/ID.wav"
 
 
-class CorpusError(Exception):
+class CorpusError(EbmError):
     """A corpus that cannot be turned into data directories; the message says what to fix."""
 
 

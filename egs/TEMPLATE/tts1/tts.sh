@@ -8,6 +8,12 @@ log() {
     echo -e "$(date '+%Y-%m-%dT%H:%M:%S') (${fname}:${BASH_LINENO[0]}:${FUNCNAME[1]}) $*" >&2
 }
 die() { log "ERROR: $*"; exit 1; }
+# The failed jobs' own error lines, so that the user sees which file or utterance is wrong without opening logs.
+die_with_logs() {  # die_with_logs MESSAGE LOG...
+    local msg=$1; shift
+    grep -h -A 20 "^ERROR" "$@" 2>/dev/null | grep -v "^# " | head -n 40 >&2 || true
+    die "${msg}"
+}
 SECONDS=0
 
 # General
@@ -117,9 +123,12 @@ if [ ${stage} -le 1 ] && [ ${stop_stage} -ge 1 ]; then
         src=data/${dset}
         dst=${data_feats}/${dset}
         log "checking and formatting audio of ${src} at ${fs} Hz -> ${dst} (${nj} jobs)"
-        rm -rf "${dst}"
-        utils/copy_data_dir.sh "${src}" "${dst}"
-        _logdir=${dst}/logs
+        # Built under a temporary name and renamed at the end: a failed check leaves no set that looks formatted.
+        # The previous result goes first: it would be stale if this check fails.
+        _tmp=${dst}.tmp
+        rm -rf "${_tmp}" "${dst}"
+        utils/copy_data_dir.sh "${src}" "${_tmp}"
+        _logdir=${_tmp}/logs
         mkdir -p "${_logdir}"
         _nj=$(( nj < $(wc -l < "${src}/wav.scp") ? nj : $(wc -l < "${src}/wav.scp") ))
         _split=""
@@ -128,13 +137,14 @@ if [ ${stage} -le 1 ] && [ ${stop_stage} -ge 1 ]; then
         utils/split_scp.pl "${src}/wav.scp" ${_split}
         ${decode_cmd} JOB=1:"${_nj}" "${_logdir}/format_wav.JOB.log" \
             ${python} -m ebm.bin.format_wav_scp --fs "${fs}" --on_rate_mismatch "${on_rate_mismatch}" \
-                --audio_dir "${dst}/data/format.JOB" "${_logdir}/wav.JOB.scp" "${_logdir}/formatted.JOB" \
-            || die "audio check failed for ${src}: see the errors in ${_logdir}/format_wav.*.log"
+                --audio_dir "${data_feats}/audio/${dset}" "${_logdir}/wav.JOB.scp" "${_logdir}/formatted.JOB" \
+            || die_with_logs "audio check failed for ${src} (logs: ${_logdir}/format_wav.*.log)" \
+                "${_logdir}"/format_wav.*.log
         for f in wav.scp utt2num_samples; do
-            for n in $(seq "${_nj}"); do cat "${_logdir}/formatted.${n}/${f}"; done | sort > "${dst}/${f}.tmp"
-            mv "${dst}/${f}.tmp" "${dst}/${f}"
+            for n in $(seq "${_nj}"); do cat "${_logdir}/formatted.${n}/${f}"; done | sort > "${_tmp}/${f}"
         done
-        utils/validate_data_dir.sh "${dst}"
+        utils/validate_data_dir.sh "${_tmp}"
+        mv "${_tmp}" "${dst}"
         log "$(wc -l < "${dst}/wav.scp") utterances in ${dst}"
     done
 fi
@@ -185,7 +195,7 @@ if [ ${stage} -le 2 ] && [ ${stop_stage} -ge 2 ]; then
             --valid_shape_file "${stats_dir}/logdir/valid.JOB.scp" \
             --output_dir "${stats_dir}/logdir/stats.JOB" \
             --config "${train_config}" \
-        || die "collect_stats failed: see ${stats_dir}/logdir/stats.*.log"
+        || die_with_logs "collect_stats failed (logs: ${stats_dir}/logdir/stats.*.log)" "${stats_dir}"/logdir/stats.*.log
     _dirs=""
     for n in $(seq "${_nj}"); do _dirs+=" --input_dir ${stats_dir}/logdir/stats.${n}"; done
     rm -rf "${stats_dir}/train" "${stats_dir}/valid"

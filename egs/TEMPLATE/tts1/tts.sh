@@ -18,7 +18,7 @@ SECONDS=0
 
 # General
 stage=0               # first stage to run
-stop_stage=2          # last stage to run (stages 3-7 are added by later releases)
+stop_stage=4          # last stage to run (stages 5-7 are added by later releases)
 nj=2                  # parallel jobs for data, statistics and decoding stages
 ngpu=0                # GPUs for training (0: CPU)
 python=python3        # the venv's Python (path.sh puts it first on PATH)
@@ -50,18 +50,32 @@ oov="<unk>"
 blank="<blank>"
 sos_eos="<sos/eos>"
 
-# Configs
-train_config=""       # Tacotron 2 baseline config; stage 2 builds its model to collect feature statistics
+# Tacotron 2 baseline (stages 3-4): ESPnet's model, trainer and inference
+train_config=""       # its config; stage 2 also builds it to collect feature statistics
+train_args=""         # extra options for espnet2.bin.tts_train
+tts_exp=""            # default: ${expdir}/tts_<config name>, or ${expdir}/tts_imported with --baseline_model_file
+num_nodes=1           # nodes for training (espnet2.bin.launch)
+baseline_model_file=""  # import an ESPnet Tacotron 2 instead of training it: its .pth ...
+baseline_config=""      # ... and its config.yaml; stage 3 checks tokens and features against this recipe
+inference_config=""   # decoding options of the baseline (threshold, maxlenratio, minlenratio, attention constraint)
+inference_model=valid.loss.ave.pth  # which checkpoint of ${tts_exp} decodes
+inference_args=""     # extra options for espnet2.bin.tts_inference
+decode_seed=0         # free-running decodes are seeded: prenet dropout stays on at inference
+baseline_num_samples=0  # extra stochastic free-running samples per utterance (negatives), seeds 1..N
+length_tolerance=0.2  # free-running decodes whose length is off the reference by more are reported
 
 help_message=$(cat <<EOF
 Usage: $0 --train_set <name> --dev_set <name> --eval_sets "<names>" [options]
   Stages: 0 corpus (local/data.sh)  1 Kaldi data dirs + audio check  2 tokens + feature statistics
+          3 Tacotron 2 baseline (train, or import with --baseline_model_file)  4 baseline decoding
 Options (--name value; dashes or underscores):
   --stage, --stop_stage ${stage} ${stop_stage}   --nj ${nj}   --ngpu ${ngpu}
   --db_root DIR   --local_data_opts "..."   --on_rate_mismatch resample|error
   --fs ${fs} --n_fft ${n_fft} --n_shift ${n_shift} --n_mels ${n_mels} --fmin ${fmin} --fmax ${fmax}
   --token_type char|phn   --cleaner tacotron|none   --g2p none|espeak_ng_english_us_vits
-  --train_config FILE     --dumpdir ${dumpdir}   --expdir ${expdir}
+  --train_config FILE   --train_args "..."   --baseline_model_file PTH --baseline_config YAML
+  --inference_config FILE   --inference_model ${inference_model}   --baseline_num_samples N
+  --dumpdir ${dumpdir}   --expdir ${expdir}
 EOF
 )
 
@@ -85,6 +99,13 @@ if [ "${token_type}" = char ]; then token_tag=char; else token_tag=${token_type}
 token_listdir=${dumpdir}/token_list/${token_tag}
 token_list=${token_listdir}/tokens.txt
 stats_dir=${expdir}/tts_stats_raw_${token_tag}_${cleaner}
+if [ -z "${tts_exp}" ]; then
+    if [ -n "${baseline_model_file}" ]; then
+        tts_exp=${expdir}/tts_imported
+    else
+        tts_exp=${expdir}/tts_$(basename "${train_config:-baseline}" .yaml)
+    fi
+fi
 
 # Options every ESPnet call shares: tokens and features. Kept in one place so that the baseline, the EBM and the
 # statistics see the same text and the same mel.
@@ -203,6 +224,86 @@ if [ ${stage} -le 2 ] && [ ${stop_stage} -ge 2 ]; then
     ${python} -m espnet2.bin.aggregate_stats_dirs ${_dirs} --output_dir "${stats_dir}"
     [ -f "${stats_dir}/train/feats_stats.npz" ] || die "no ${stats_dir}/train/feats_stats.npz was written"
     log "wrote ${stats_dir}/train/feats_stats.npz and shape files under ${stats_dir}/{train,valid}"
+fi
+
+if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ]; then
+    if [ -n "${baseline_model_file}" ]; then
+        [ -n "${baseline_config}" ] || die "--baseline_model_file needs --baseline_config (its config.yaml)"
+        log "Stage 3: importing the Tacotron 2 ${baseline_model_file} -> ${tts_exp} (no training)"
+        ${python} -m ebm.bin.check_baseline --model_file "${baseline_model_file}" --config "${baseline_config}" \
+            ${token_opts} --fs "${fs}" --n_fft "${n_fft}" --n_shift "${n_shift}" --win_length "${win_length}" \
+            --n_mels "${n_mels}" --fmin "${fmin}" --fmax "${fmax}"
+        mkdir -p "${tts_exp}"
+        cp "${baseline_config}" "${tts_exp}/config.yaml"
+        ln -sfn "$(cd "$(dirname "${baseline_model_file}")" && pwd)/$(basename "${baseline_model_file}")" \
+            "${tts_exp}/${inference_model}"
+    else
+        [ -n "${train_config}" ] || die "--train_config is required for stage 3"
+        log "Stage 3: training Tacotron 2 (${train_config}) with ESPnet's trainer -> ${tts_exp} (log: ${tts_exp}/train.log)"
+        # --resume true: a re-run continues from ${tts_exp}/checkpoint.pth.
+        # shellcheck disable=SC2086
+        ${python} -m espnet2.bin.launch --cmd "${cuda_cmd}" --log "${tts_exp}/train.log" --ngpu "${ngpu}" \
+            --num_nodes "${num_nodes}" --init_file_prefix "${tts_exp}/.dist_init_" \
+            --multiprocessing_distributed true -- \
+            ${python} -m espnet2.bin.tts_train \
+                --use_preprocessor true ${token_opts} ${feats_opts} \
+                --normalize global_mvn --normalize_conf "stats_file=${stats_dir}/train/feats_stats.npz" \
+                --train_data_path_and_name_and_type "${data_feats}/${train_set}/text,text,text" \
+                --train_data_path_and_name_and_type "${data_feats}/${train_set}/wav.scp,speech,sound" \
+                --train_shape_file "${stats_dir}/train/text_shape" \
+                --train_shape_file "${stats_dir}/train/speech_shape" \
+                --valid_data_path_and_name_and_type "${data_feats}/${dev_set}/text,text,text" \
+                --valid_data_path_and_name_and_type "${data_feats}/${dev_set}/wav.scp,speech,sound" \
+                --valid_shape_file "${stats_dir}/valid/text_shape" \
+                --valid_shape_file "${stats_dir}/valid/speech_shape" \
+                --resume true --use_tensorboard false \
+                --output_dir "${tts_exp}" --config "${train_config}" ${train_args} \
+            || die_with_logs "training failed (log: ${tts_exp}/train.log)" "${tts_exp}/train.log"
+    fi
+    [ -e "${tts_exp}/${inference_model}" ] || die "${tts_exp}/${inference_model} does not exist after stage 3"
+    log "Stage 3: baseline ready: ${tts_exp}/${inference_model} ($(${python} -m ebm.bin.count_params \
+        --config "${tts_exp}/config.yaml" --model_file "${tts_exp}/${inference_model}") parameters)"
+fi
+
+if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
+    [ -e "${tts_exp}/${inference_model}" ] || die "no baseline at ${tts_exp}/${inference_model}: run stage 3"
+    _modes=teacher_forced,free_running
+    for n in $(seq "${baseline_num_samples}"); do _modes+=",free_running_sample${n}"; done
+    for dset in ${train_set} ${dev_set} ${eval_sets}; do
+        _logdir=${tts_exp}/decode_logs/${dset}
+        log "Stage 4: decoding ${dset} with the baseline (${_modes}; ${nj} jobs) -> ${tts_exp}/decode_<mode>/${dset}"
+        rm -rf "${_logdir}"
+        mkdir -p "${_logdir}"
+        _nj=$(( nj < $(wc -l < "${data_feats}/${dset}/text") ? nj : $(wc -l < "${data_feats}/${dset}/text") ))
+        _split=""
+        for n in $(seq "${_nj}"); do _split+=" ${_logdir}/keys.${n}.scp"; done
+        # shellcheck disable=SC2086
+        utils/split_scp.pl "${data_feats}/${dset}/text" ${_split}
+        # shellcheck disable=SC2086
+        ${decode_cmd} JOB=1:"${_nj}" "${_logdir}/decode.JOB.log" \
+            ${python} -m ebm.bin.decode_baseline --model_file "${tts_exp}/${inference_model}" \
+                --train_config "${tts_exp}/config.yaml" ${inference_config:+--inference_config "${inference_config}"} \
+                --text "${data_feats}/${dset}/text" --wav_scp "${data_feats}/${dset}/wav.scp" \
+                --key_file "${_logdir}/keys.JOB.scp" --modes "${_modes}" --seed "${decode_seed}" \
+                --output_dir "${_logdir}/output.JOB" ${inference_args} \
+            || die_with_logs "decoding ${dset} failed (logs: ${_logdir}/decode.*.log)" "${_logdir}"/decode.*.log
+        # Merge the jobs into ESPnet's decode layout, one directory per mode.
+        for mode in ${_modes//,/ }; do
+            _dir=${tts_exp}/decode_${mode}/${dset}
+            rm -rf "${_dir}"
+            mkdir -p "${_dir}"/{norm,denorm,speech_shape,att_ws}
+            for f in norm/feats.scp denorm/feats.scp speech_shape/speech_shape rtf; do
+                for n in $(seq "${_nj}"); do cat "${_logdir}/output.${n}/${mode}/${f}"; done \
+                    | LC_ALL=C sort > "${_dir}/${f}"
+            done
+            for n in $(seq "${_nj}"); do cp "${_logdir}/output.${n}/${mode}"/att_ws/*.png "${_dir}/att_ws/" 2>/dev/null || true; done
+            ${python} -m ebm.bin.report_decode_lengths --text "${data_feats}/${dset}/text" \
+                --utt2num_samples "${data_feats}/${dset}/utt2num_samples" --n_shift "${n_shift}" --fs "${fs}" \
+                --decode_shape "${_dir}/speech_shape/speech_shape" --rtf "${_dir}/rtf" \
+                --tolerance "${length_tolerance}" --train_config "${tts_exp}/config.yaml" \
+                ${inference_config:+--inference_config "${inference_config}"} --output "${_dir}/length_report.txt"
+        done
+    done
 fi
 
 log "Successfully finished stages ${stage}-${stop_stage} [elapsed=${SECONDS}s]"

@@ -10,4 +10,5 @@ set -euo pipefail
     --fs 22050 --n_fft 1024 --n_shift 256 --n_mels 80 --fmin 80 --fmax 7600 \
     --token_type char --cleaner tacotron --g2p none \
     --train_config conf/tuning/train_tacotron2.yaml \
+    --inference_config conf/decode_tacotron2.yaml \
     "$@"

@@ -1,0 +1,375 @@
+"""Negatives (for NCE) and hypotheses (for score criteria), drawn for a batch of normalised mels.
+
+Call convention, shared by every sampler::
+
+    neg_feats, neg_lengths = sampler(feats, feats_lengths, **streams)
+
+``feats`` (B, T, D) normalised log-mels (zero-padded), ``feats_lengths`` (B,). ``streams`` carries whatever else the
+batch has; each sampler takes the keywords it needs and ignores the rest:
+
+* ``tf_feats``, ``tf_feats_lengths``: Tacotron 2 teacher-forced predictions (the reference's lengths);
+* ``fr_feats``, ``fr_feats_lengths``: Tacotron 2 free-running predictions (their own lengths);
+* ``energy_fn``: ``energy_fn(feats, lengths[, index=...]) -> (energy, grad)`` for Langevin negatives, typically
+  ``lambda y, l, index=None: net.energy_and_grad(text if index is None else text[index], ...)``.
+
+Outputs are new tensors (inputs are never modified) with padded frames exactly zero, and no gradient history.
+:class:`MixedSampler` instead returns ``{type: NegativeSet(feats, lengths, index)}``, ``index`` being ``None`` when
+the negatives cover the whole batch and the batch rows they belong to otherwise.
+
+The prototype's lesson behind the menu: with only masked and teacher-forced negatives a classifier learns
+"smooth/flat = fake" (a noisy reference then scores as real); noisy-reference, noisy-teacher-forced and
+free-running negatives close those shortcuts.
+"""
+
+import math
+from typing import Any, Callable, Dict, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
+
+import torch
+from torch import nn
+
+from ebm.energy_network import valid_mask
+
+Range = Union[float, Sequence[float]]
+
+
+def _zero_padding(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    return x * valid_mask(lengths.to(x.device), x.size(1)).unsqueeze(-1).to(x.dtype)
+
+
+def _as_range(value: Range, name: str) -> Tuple[float, float]:
+    lo, hi = (value, value) if isinstance(value, (int, float)) else tuple(value)
+    if not 0 <= lo <= hi:
+        raise ValueError(f"{name} must be a number or [low, high] with 0 <= low <= high, got {value!r}")
+    return float(lo), float(hi)
+
+
+def _fit_time(x: torch.Tensor, frames: int) -> torch.Tensor:
+    """Crop or zero-pad the time axis: streams are padded to their own batch maximum."""
+    if x.size(1) >= frames:
+        return x[:, :frames]
+    return torch.cat([x, x.new_zeros(x.size(0), frames - x.size(1), *x.shape[2:])], dim=1)
+
+
+def _stream(streams: Mapping[str, Any], key: str, who: str) -> torch.Tensor:
+    value = streams.get(key)
+    if value is None:
+        raise ValueError(f"{who} needs the '{key}' stream (got streams: {sorted(k for k in streams)})")
+    return value
+
+
+def _same_length_stream(feats, feats_lengths, streams, prefix: str, who: str) -> torch.Tensor:
+    """A stream that must match the reference frame for frame (teacher-forced output)."""
+    x = _stream(streams, f"{prefix}_feats", who)
+    lengths = _stream(streams, f"{prefix}_feats_lengths", who)
+    if x.shape[0] != feats.shape[0] or x.shape[-1] != feats.shape[-1]:
+        raise ValueError(f"{who}: {prefix}_feats has shape {tuple(x.shape)}, reference {tuple(feats.shape)}")
+    if not torch.equal(lengths.to("cpu", torch.long), feats_lengths.to("cpu", torch.long)):
+        bad = (lengths.cpu() != feats_lengths.cpu()).nonzero().flatten().tolist()
+        raise ValueError(
+            f"{who}: {prefix}_feats_lengths differ from the reference lengths at batch rows {bad} "
+            f"({lengths.cpu()[bad].tolist()} vs {feats_lengths.cpu()[bad].tolist()}); teacher-forced predictions "
+            "must have the reference's length (decode with --use_teacher_forcing true on the same features)"
+        )
+    return _zero_padding(_fit_time(x.to(feats.device, feats.dtype), feats.size(1)), feats_lengths)
+
+
+def _log_uniform(batch: int, lo: float, hi: float, device) -> torch.Tensor:
+    if lo <= 0:
+        raise ValueError(f"log-uniform range needs a positive lower bound, got {lo}")
+    return torch.exp(torch.empty(batch, device=device).uniform_(math.log(lo), math.log(hi)))
+
+
+class AbsSampler(nn.Module):
+    """Samplers are modules (no parameters) so that configs build them and a MixedSampler can hold them."""
+
+    def forward(self, feats: torch.Tensor, feats_lengths: torch.Tensor, **streams):
+        raise NotImplementedError
+
+
+def _exact_span_mask(n: int, k: int, span: Tuple[int, int], device) -> torch.Tensor:
+    """(n,) bool with exactly k True, made of random spans (lengths in ``span``) so the damage is contiguous.
+
+    Spans are added at random positions until k positions are covered; the last one is cut short so the count
+    is exact, which keeps the distortion ratio (the knob the paper ablates) what was asked for.
+    """
+    mask = torch.zeros(n, dtype=torch.bool, device=device)
+    k = max(0, min(k, n))
+    count, tries = 0, 0
+    while count < k and tries < 20 * k + 100:
+        tries += 1
+        w = int(torch.randint(span[0], span[1] + 1, (1,)))
+        w = max(1, min(w, n))
+        s = int(torch.randint(0, n - w + 1, (1,)))
+        new = (~mask[s:s + w]).nonzero().flatten()[: k - count] + s
+        mask[new] = True
+        count += new.numel()
+    if count < k:  # practically unreachable; keep the ratio exact anyway
+        free = (~mask).nonzero().flatten()
+        mask[free[torch.randperm(free.numel(), device=device)[: k - count]]] = True
+    return mask
+
+
+class RandomMasking(AbsSampler):
+    """Masks time spans and/or mel bands of the reference so a fraction ``ratio`` of its valid cells is hit.
+
+    The paper's best single negative, at about 25-30% distortion. ``ratio`` is a number or a [low, high] range
+    drawn per utterance. ``mode``: ``time`` (whole frames), ``freq`` (whole bands over the utterance) or ``both``
+    (frames and bands whose union covers ``ratio`` of the cells). ``span``/``freq_span``: [min, max] span lengths
+    in frames/bins. ``fill``: ``zero`` (the mean, in normalised space) or ``noise`` (N(0, noise_std^2)).
+    """
+
+    def __init__(self, ratio: Range = (0.25, 0.30), mode: str = "time", span: Sequence[int] = (5, 20),
+                 freq_span: Sequence[int] = (2, 8), fill: str = "zero", noise_std: float = 1.0):
+        super().__init__()
+        if mode not in ("time", "freq", "both"):
+            raise ValueError(f"mode must be time, freq or both, got {mode!r}")
+        if fill not in ("zero", "noise"):
+            raise ValueError(f"fill must be zero or noise, got {fill!r}")
+        self.ratio = _as_range(ratio, "ratio")
+        if self.ratio[1] > 1:
+            raise ValueError(f"ratio must be <= 1, got {ratio!r}")
+        self.mode, self.fill, self.noise_std = mode, fill, float(noise_std)
+        self.span = (int(span[0]), int(span[1]))
+        self.freq_span = (int(freq_span[0]), int(freq_span[1]))
+
+    def cell_mask(self, feats: torch.Tensor, feats_lengths: torch.Tensor) -> torch.Tensor:
+        """(B, T, D) bool of the cells to overwrite (never padded frames)."""
+        B, T, D = feats.shape
+        out = torch.zeros(B, T, D, dtype=torch.bool, device=feats.device)
+        for b in range(B):
+            L = int(feats_lengths[b])
+            if L == 0:
+                continue
+            r = float(torch.empty(1).uniform_(*self.ratio)) if self.ratio[0] < self.ratio[1] else self.ratio[0]
+            if self.mode == "time":
+                out[b, :L] = _exact_span_mask(L, round(r * L), self.span, feats.device).unsqueeze(-1)
+            elif self.mode == "freq":
+                out[b, :L] = _exact_span_mask(D, round(r * D), self.freq_span, feats.device).unsqueeze(0)
+            else:
+                # union of time fraction a and band fraction f covers 1 - (1 - a)(1 - f) = r of the cells:
+                # take f = 1 - sqrt(1 - r) rounded to whole bands, then solve for the frames.
+                nf = round((1 - math.sqrt(1 - r)) * D)
+                nf = min(nf, D - 1) if r < 1 else D
+                nt = round(L * (1 - (1 - r) / (1 - nf / D))) if nf < D else 0
+                fm = _exact_span_mask(D, nf, self.freq_span, feats.device)
+                tm = _exact_span_mask(L, max(0, min(nt, L)), self.span, feats.device)
+                out[b, :L] = tm.unsqueeze(-1) | fm.unsqueeze(0)
+        return out
+
+    def forward(self, feats, feats_lengths, **streams):
+        mask = self.cell_mask(feats, feats_lengths)
+        if self.fill == "zero":
+            fill = torch.zeros_like(feats)
+        else:
+            fill = self.noise_std * torch.randn_like(feats)
+        out = torch.where(mask, fill, feats.detach())
+        return _zero_padding(out, feats_lengths), feats_lengths
+
+
+class SpecAugmentDistortion(AbsSampler):
+    """SpecAugment-style distortion of the reference with ESPnet's own layers (TimeWarp, MaskAlongAxis).
+
+    Applied per utterance on its valid frames: ESPnet's batch call draws mask positions over the padded length
+    (so short utterances in a long batch would often escape the masks) and warps all equal-length rows alike.
+    """
+
+    def __init__(self, apply_time_warp: bool = True, time_warp_window: int = 5, time_warp_mode: str = "bicubic",
+                 apply_freq_mask: bool = True, freq_mask_width_range: Sequence[int] = (5, 20),
+                 num_freq_mask: int = 2, apply_time_mask: bool = True,
+                 time_mask_width_range: Sequence[int] = (10, 40), num_time_mask: int = 2,
+                 replace_with_zero: bool = True):
+        super().__init__()
+        from espnet2.layers.mask_along_axis import MaskAlongAxis
+        from espnet2.layers.time_warp import TimeWarp
+
+        self.time_warp = TimeWarp(window=time_warp_window, mode=time_warp_mode) if apply_time_warp else None
+        self.freq_mask = (MaskAlongAxis(dim="freq", mask_width_range=tuple(freq_mask_width_range),
+                                        num_mask=num_freq_mask, replace_with_zero=replace_with_zero)
+                          if apply_freq_mask else None)
+        self.time_mask = (MaskAlongAxis(dim="time", mask_width_range=tuple(time_mask_width_range),
+                                        num_mask=num_time_mask, replace_with_zero=replace_with_zero)
+                          if apply_time_mask else None)
+
+    def forward(self, feats, feats_lengths, **streams):
+        out = torch.zeros_like(feats)
+        for b in range(feats.size(0)):
+            L = int(feats_lengths[b])
+            if L == 0:
+                continue
+            x = feats[b:b + 1, :L].detach().clone()  # ESPnet's layers work in place
+            lens = feats_lengths[b:b + 1]
+            for layer in (self.time_warp, self.freq_mask, self.time_mask):
+                if layer is not None:
+                    x, _ = layer(x, lens)
+            out[b, :L] = x[0]
+        return out, feats_lengths
+
+
+class GaussianNoise(AbsSampler):
+    """A stream plus sigma * N(0, I), sigma log-uniform in [sigma_min, sigma_max] per utterance.
+
+    ``source``: ``reference`` or ``teacher_forced`` (the ``tf_feats`` stream). Noisy references are the negatives
+    that stop an NCE model from equating "rough" with "real"; the last draw's sigmas stay in ``last_sigma``.
+    """
+
+    def __init__(self, sigma_min: float = 0.1, sigma_max: float = 1.0, source: str = "reference"):
+        super().__init__()
+        if source not in ("reference", "teacher_forced"):
+            raise ValueError(f"source must be reference or teacher_forced, got {source!r}")
+        if not 0 < sigma_min <= sigma_max:
+            raise ValueError(f"need 0 < sigma_min <= sigma_max, got {sigma_min}, {sigma_max}")
+        self.sigma_min, self.sigma_max, self.source = float(sigma_min), float(sigma_max), source
+        self.last_sigma: Optional[torch.Tensor] = None
+
+    def forward(self, feats, feats_lengths, **streams):
+        base = feats.detach() if self.source == "reference" else _same_length_stream(
+            feats, feats_lengths, streams, "tf", "GaussianNoise(source=teacher_forced)")
+        sigma = _log_uniform(feats.size(0), self.sigma_min, self.sigma_max, feats.device).to(feats.dtype)
+        self.last_sigma = sigma
+        out = base + sigma.view(-1, 1, 1) * torch.randn_like(base)
+        return _zero_padding(out, feats_lengths), feats_lengths
+
+
+class TeacherForced(AbsSampler):
+    """The Tacotron 2 teacher-forced prediction (``tf_feats``): a strong, well-aligned negative."""
+
+    def forward(self, feats, feats_lengths, **streams):
+        return _same_length_stream(feats, feats_lengths, streams, "tf", "TeacherForced").detach(), feats_lengths
+
+
+class FreeRunning(AbsSampler):
+    """The Tacotron 2 free-running prediction (``fr_feats``), with its own lengths."""
+
+    def forward(self, feats, feats_lengths, **streams):
+        x = _stream(streams, "fr_feats", "FreeRunning")
+        lengths = _stream(streams, "fr_feats_lengths", "FreeRunning")
+        if x.shape[0] != feats.shape[0] or x.shape[-1] != feats.shape[-1]:
+            raise ValueError(f"FreeRunning: fr_feats has shape {tuple(x.shape)}, reference {tuple(feats.shape)}")
+        lengths = lengths.to(feats_lengths.device)
+        x = _fit_time(x.detach().to(feats.device, feats.dtype), int(lengths.max()) if lengths.numel() else 0)
+        return _zero_padding(x, lengths), lengths
+
+
+class LangevinSamples(AbsSampler):
+    """Short-run Langevin negatives (contrastive-divergence style): the model's own low-energy mistakes.
+
+    From ``init`` (``reference`` or ``teacher_forced``) plus ``init_sigma`` noise, ``steps`` updates
+    ``Y <- Y - step_size * dE/dY + sqrt(2 * step_size) * noise_scale * Z``; ``grad_clip`` (optional) clamps the
+    gradient element-wise (Du & Mordatch 2019). ``energy_fn(feats, lengths[, index=])`` -> (energy, grad) comes
+    from the constructor or the call (the call wins); ``index`` is passed when the rows are a subset of the batch
+    (MixedSampler's ``sample`` mode). The result is detached: no gradient flows through the chain.
+    """
+
+    def __init__(self, energy_fn: Optional[Callable] = None, steps: int = 10, step_size: float = 0.01,
+                 noise_scale: float = 1.0, init: str = "reference", init_sigma: float = 0.3,
+                 grad_clip: Optional[float] = None):
+        super().__init__()
+        if init not in ("reference", "teacher_forced"):
+            raise ValueError(f"init must be reference or teacher_forced, got {init!r}")
+        # kept out of nn.Module's registry: a network passed here must not become a second copy of the model
+        object.__setattr__(self, "energy_fn", energy_fn)
+        self.steps, self.step_size, self.noise_scale = int(steps), float(step_size), float(noise_scale)
+        self.init, self.init_sigma, self.grad_clip = init, float(init_sigma), grad_clip
+
+    def forward(self, feats, feats_lengths, energy_fn: Optional[Callable] = None, index=None, **streams):
+        fn = energy_fn or self.energy_fn
+        if fn is None:
+            raise ValueError("LangevinSamples needs energy_fn (constructor or call keyword)")
+        if self.init == "reference":
+            y = feats.detach().clone()
+        else:
+            y = _same_length_stream(feats, feats_lengths, streams, "tf", "LangevinSamples(init=teacher_forced)")
+        y = _zero_padding(y + self.init_sigma * torch.randn_like(y), feats_lengths)
+        for _ in range(self.steps):
+            _, grad = fn(y, feats_lengths) if index is None else fn(y, feats_lengths, index=index)
+            grad = grad.detach()
+            if self.grad_clip is not None:
+                grad = grad.clamp(-self.grad_clip, self.grad_clip)
+            y = y - self.step_size * grad
+            y = y + math.sqrt(2 * self.step_size) * self.noise_scale * torch.randn_like(y)
+            y = _zero_padding(y, feats_lengths).detach()
+        return y, feats_lengths
+
+
+class NegativeSet(NamedTuple):
+    """One negative type of a batch; ``index`` None = one negative per batch row, else the rows it covers."""
+
+    feats: torch.Tensor
+    lengths: torch.Tensor
+    index: Optional[torch.Tensor] = None
+
+
+class MixedSampler(AbsSampler):
+    """Several samplers at once, per-type results so NCE statistics can be logged per negative type.
+
+    ``samplers``: list of ``{name, conf, weight, label}`` (label defaults to name; repeats get ``_2``...).
+    ``mode: all``: every sampler on every utterance (K = number of samplers negatives per positive).
+    ``mode: sample``: each utterance gets one negative whose type is drawn with probability proportional to
+    ``weight``; types nobody drew are left out of the result. Tensor streams with the batch's first dimension are
+    subset to the rows of each type; ``index`` is passed on (LangevinSamples gives it to ``energy_fn``).
+    Returns ``{label: NegativeSet(feats, lengths, index)}``.
+    """
+
+    def __init__(self, samplers: Sequence[Mapping[str, Any]], mode: str = "all"):
+        super().__init__()
+        if mode not in ("all", "sample"):
+            raise ValueError(f"mode must be all or sample, got {mode!r}")
+        if not samplers:
+            raise ValueError("MixedSampler needs at least one sampler")
+        self.mode = mode
+        self.members = nn.ModuleDict()
+        weights = []
+        for spec in samplers:
+            label = spec.get("label", spec["name"])
+            base, i = label, 2
+            while label in self.members:
+                label, i = f"{base}_{i}", i + 1
+            self.members[label] = build_sampler(spec["name"], **dict(spec.get("conf") or {}))
+            weights.append(float(spec.get("weight", 1.0)))
+        if min(weights) < 0 or sum(weights) <= 0:
+            raise ValueError(f"weights must be >= 0 with a positive sum, got {weights}")
+        self.register_buffer("weights", torch.tensor(weights), persistent=False)
+
+    def forward(self, feats, feats_lengths, **streams) -> Dict[str, NegativeSet]:
+        if self.mode == "all":
+            return {label: NegativeSet(*s(feats, feats_lengths, **streams), None)
+                    for label, s in self.members.items()}
+        B = feats.size(0)
+        choice = torch.multinomial(self.weights.cpu(), B, replacement=True)
+        out = {}
+        for k, (label, s) in enumerate(self.members.items()):
+            idx = (choice == k).nonzero().flatten()
+            if idx.numel() == 0:
+                continue
+            sub = {key: (v[idx.to(v.device)] if isinstance(v, torch.Tensor) and v.dim() > 0 and v.size(0) == B
+                         else v) for key, v in streams.items()}
+            didx = idx.to(feats.device)
+            neg, lens = s(feats[didx], feats_lengths[idx.to(feats_lengths.device)], index=didx, **sub)
+            out[label] = NegativeSet(neg, lens, didx)
+        return out
+
+
+SAMPLERS = {
+    "random_masking": RandomMasking,
+    "specaug": SpecAugmentDistortion,
+    "gaussian_noise": GaussianNoise,
+    "teacher_forced": TeacherForced,
+    "free_running": FreeRunning,
+    "langevin": LangevinSamples,
+    "mixed": MixedSampler,
+}
+
+
+def build_sampler(name: str, **conf) -> AbsSampler:
+    """``name`` from :data:`SAMPLERS` with its keyword config."""
+    try:
+        cls = SAMPLERS[name]
+    except KeyError:
+        raise ValueError(f"unknown sampler {name!r}; choose from {sorted(SAMPLERS)}") from None
+    return cls(**conf)
+
+
+__all__ = [
+    "AbsSampler", "RandomMasking", "SpecAugmentDistortion", "GaussianNoise", "TeacherForced", "FreeRunning",
+    "LangevinSamples", "MixedSampler", "NegativeSet", "SAMPLERS", "build_sampler",
+]

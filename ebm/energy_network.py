@@ -254,7 +254,9 @@ class EnergyNetwork(nn.Module):
         do not interact (no batch statistics). With ``create_graph=True`` both outputs stay differentiable with
         respect to the parameters (score-based training); otherwise both are detached, so Langevin loops do not
         accumulate graphs. If ``feats`` already requires grad it is used as is (the gradient then also flows
-        back into whatever produced it); otherwise a detached leaf copy is differentiated.
+        back into whatever produced it); otherwise a detached leaf copy is differentiated. A loss built from the
+        returned gradient only trains if it is itself computed with grad enabled (under ESPnet's no-grad
+        validation it is just a number, as it should be).
         """
         kernel = sdpa_kernel(SDPBackend.MATH) if create_graph else contextlib.nullcontext()
         with torch.enable_grad(), kernel:

@@ -21,6 +21,7 @@ stage=0               # first stage to run
 stop_stage=4          # last stage to run (stages 5-7 are added by later releases)
 nj=2                  # parallel jobs for data, statistics and decoding stages
 ngpu=0                # GPUs for training (0: CPU)
+nthreads_per_job=1    # CPU threads of each parallel decoding job (training uses all cores)
 python=python3        # the venv's Python (path.sh puts it first on PATH)
 dumpdir=dump          # formatted data and token lists
 expdir=exp            # statistics, models, decodes, logs
@@ -64,10 +65,17 @@ decode_seed=0         # free-running decodes are seeded: prenet dropout stays on
 baseline_num_samples=0  # extra stochastic free-running samples per utterance (negatives), seeds 1..N
 length_tolerance=0.2  # free-running decodes whose length is off the reference by more are reported
 
+# EBM (stage 5): the energy network, trained by ESPnet's trainer through ebm.task.EBMTask
+ebm_config=""         # conf/tuning/train_ebm_*.yaml: network, negative samplers, criteria, optimiser
+ebm_args=""           # extra options for ebm.bin.ebm_train
+ebm_exp=""            # default: ${expdir}/ebm_<config name>
+ebm_streams="teacher_forced free_running"  # stage 4 decodes given to the EBM (as tf_feats, fr_feats)
+
 help_message=$(cat <<EOF
 Usage: $0 --train_set <name> --dev_set <name> --eval_sets "<names>" [options]
   Stages: 0 corpus (local/data.sh)  1 Kaldi data dirs + audio check  2 tokens + feature statistics
           3 Tacotron 2 baseline (train, or import with --baseline_model_file)  4 baseline decoding
+          5 EBM training
 Options (--name value; dashes or underscores):
   --stage, --stop_stage ${stage} ${stop_stage}   --nj ${nj}   --ngpu ${ngpu}
   --db_root DIR   --local_data_opts "..."   --on_rate_mismatch resample|error
@@ -75,6 +83,7 @@ Options (--name value; dashes or underscores):
   --token_type char|phn   --cleaner tacotron|none   --g2p none|espeak_ng_english_us_vits
   --train_config FILE   --train_args "..."   --baseline_model_file PTH --baseline_config YAML
   --inference_config FILE   --inference_model ${inference_model}   --baseline_num_samples N
+  --ebm_config FILE   --ebm_args "..."   --ebm_streams "${ebm_streams}"
   --dumpdir ${dumpdir}   --expdir ${expdir}
 EOF
 )
@@ -156,7 +165,7 @@ if [ ${stage} -le 1 ] && [ ${stop_stage} -ge 1 ]; then
         for n in $(seq "${_nj}"); do _split+=" ${_logdir}/wav.${n}.scp"; done
         # shellcheck disable=SC2086
         utils/split_scp.pl "${src}/wav.scp" ${_split}
-        ${decode_cmd} JOB=1:"${_nj}" "${_logdir}/format_wav.JOB.log" \
+        OMP_NUM_THREADS=1 ${decode_cmd} JOB=1:"${_nj}" "${_logdir}/format_wav.JOB.log" \
             ${python} -m ebm.bin.format_wav_scp --fs "${fs}" --on_rate_mismatch "${on_rate_mismatch}" \
                 --audio_dir "${data_feats}/audio/${dset}" "${_logdir}/wav.JOB.scp" "${_logdir}/formatted.JOB" \
             || die_with_logs "audio check failed for ${src} (logs: ${_logdir}/format_wav.*.log)" \
@@ -203,7 +212,7 @@ if [ ${stage} -le 2 ] && [ ${stop_stage} -ge 2 ]; then
     [ "${_nj}" -eq "${_ntrain}" ] || die "fewer dev utterances than jobs: run with --nj ${_nj}"
     rm -rf "${stats_dir}/logdir"/stats.*
     # shellcheck disable=SC2086
-    ${train_cmd} JOB=1:"${_nj}" "${stats_dir}/logdir/stats.JOB.log" \
+    OMP_NUM_THREADS=1 ${train_cmd} JOB=1:"${_nj}" "${stats_dir}/logdir/stats.JOB.log" \
         ${python} -m espnet2.bin.tts_train \
             --collect_stats true --write_collected_feats false --use_preprocessor true \
             --normalize none --pitch_normalize none --energy_normalize none \
@@ -280,7 +289,7 @@ if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
         # shellcheck disable=SC2086
         utils/split_scp.pl "${data_feats}/${dset}/text" ${_split}
         # shellcheck disable=SC2086
-        ${decode_cmd} JOB=1:"${_nj}" "${_logdir}/decode.JOB.log" \
+        OMP_NUM_THREADS=${nthreads_per_job} ${decode_cmd} JOB=1:"${_nj}" "${_logdir}/decode.JOB.log" \
             ${python} -m ebm.bin.decode_baseline --model_file "${tts_exp}/${inference_model}" \
                 --train_config "${tts_exp}/config.yaml" ${inference_config:+--inference_config "${inference_config}"} \
                 --text "${data_feats}/${dset}/text" --wav_scp "${data_feats}/${dset}/wav.scp" \
@@ -304,6 +313,41 @@ if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
                 ${inference_config:+--inference_config "${inference_config}"} --output "${_dir}/length_report.txt"
         done
     done
+fi
+
+if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
+    [ -n "${ebm_config}" ] || die "--ebm_config is required for stage 5"
+    [ -n "${ebm_exp}" ] || ebm_exp=${expdir}/ebm_$(basename "${ebm_config}" .yaml)
+    _opts=""
+    for part in train valid; do
+        if [ ${part} = train ]; then dset=${train_set}; else dset=${dev_set}; fi
+        _opts+=" --${part}_data_path_and_name_and_type ${data_feats}/${dset}/text,text,text"
+        _opts+=" --${part}_data_path_and_name_and_type ${data_feats}/${dset}/wav.scp,speech,sound"
+        _opts+=" --${part}_shape_file ${stats_dir}/${part}/text_shape --${part}_shape_file ${stats_dir}/${part}/speech_shape"
+        for mode in ${ebm_streams}; do
+            case ${mode} in
+                teacher_forced) _name=tf_feats ;;
+                free_running) _name=fr_feats ;;
+                *) die "--ebm_streams: unknown stream ${mode} (teacher_forced, free_running)" ;;
+            esac
+            _scp=${tts_exp}/decode_${mode}/${dset}/denorm/feats.scp
+            [ -f "${_scp}" ] || die "${_scp} is missing: run stage 4 first (or drop ${mode} from --ebm_streams)"
+            _opts+=" --${part}_data_path_and_name_and_type ${_scp},${_name},npy"
+        done
+    done
+    log "Stage 5: training the EBM (${ebm_config}; streams: ${ebm_streams}) -> ${ebm_exp} (log: ${ebm_exp}/train.log)"
+    # --resume true: a re-run continues from ${ebm_exp}/checkpoint.pth.
+    # shellcheck disable=SC2086
+    ${python} -m espnet2.bin.launch --cmd "${cuda_cmd}" --log "${ebm_exp}/train.log" --ngpu "${ngpu}" \
+        --num_nodes "${num_nodes}" --init_file_prefix "${ebm_exp}/.dist_init_" \
+        --multiprocessing_distributed true -- \
+        ${python} -m ebm.bin.ebm_train \
+            --use_preprocessor true ${token_opts} ${feats_opts} \
+            --normalize global_mvn --normalize_conf "stats_file=${stats_dir}/train/feats_stats.npz" \
+            ${_opts} --resume true --use_tensorboard false \
+            --output_dir "${ebm_exp}" --config "${ebm_config}" ${ebm_args} \
+        || die_with_logs "EBM training failed (log: ${ebm_exp}/train.log)" "${ebm_exp}/train.log"
+    log "Stage 5: done: $(ls "${ebm_exp}"/*.ave.pth 2>/dev/null | tr '\n' ' ')"
 fi
 
 log "Successfully finished stages ${stage}-${stop_stage} [elapsed=${SECONDS}s]"

@@ -1,0 +1,164 @@
+"""The EBM as an ESPnet model: mel extraction and normalisation, negatives, energies, criteria, statistics.
+
+ESPnet's trainer calls ``forward(**batch)`` with the data streams the task declares: ``text`` and ``speech``
+(the waveform; the mel is extracted here exactly as for the baseline) and, optionally, Tacotron 2's stage 4
+decodes ``tf_feats`` (teacher-forced) and ``fr_feats`` (free-running), as denormalised log-mels that are
+normalised here with the same statistics. Everything the negative samplers or criteria need arrives in
+``streams``.
+
+Validation also measures what decoding needs, the *refinement gain*: a few normalised gradient steps on the
+energy from a hypothesis of the reference's length (teacher-forced when given, else a noisy reference) should
+bring it closer to the reference. ``refine_gain`` = relative reduction of the mean squared distance; positive is
+good, and it is the default model-selection criterion (``best_model_criterion: [[valid, refine_gain, max]]``).
+"""
+
+from typing import Any, Dict, Mapping, Optional, Sequence
+
+import torch
+from espnet2.train.abs_espnet_model import AbsESPnetModel
+from espnet2.torch_utils.device_funcs import force_gatherable
+
+from ebm.criteria import CombinedCriterion
+from ebm.energy_network import valid_mask
+from ebm.negative_samplers import MixedSampler
+
+
+def fit_to_lengths(x: torch.Tensor, x_lengths: torch.Tensor, lengths: torch.Tensor, frames: int) -> torch.Tensor:
+    """Give each hypothesis its reference's length: crop, or repeat its last frame.
+
+    Tacotron 2 with reduction factor r trains on lengths cut to a multiple of r, so its teacher-forced output may
+    be up to r-1 frames shorter than the reference; the criteria need equal lengths.
+    """
+    B, _, D = x.shape
+    out = x.new_zeros(B, frames, D)
+    for b in range(B):
+        n, m = int(x_lengths[b]), int(lengths[b])
+        k = min(n, m)
+        out[b, :k] = x[b, :k]
+        if m > k and k > 0:
+            out[b, k:m] = x[b, k - 1]
+    return out
+
+
+class ESPnetEBMModel(AbsESPnetModel):
+    def __init__(
+        self,
+        feats_extract: Optional[torch.nn.Module],
+        normalize: Optional[torch.nn.Module],
+        energy_network: torch.nn.Module,
+        samplers: Sequence[Mapping[str, Any]] = ({"name": "random_masking", "weight": 1.0},),
+        sampler_mode: str = "all",
+        criteria: Sequence[Mapping[str, Any]] = ({"name": "binary_nce", "weight": 1.0},),
+        refine_steps: int = 5,
+        refine_step_size: float = 0.05,
+        refine_noise: float = 0.5,
+    ):
+        super().__init__()
+        self.feats_extract = feats_extract
+        self.normalize = normalize
+        self.energy_network = energy_network
+        self.criterion = CombinedCriterion(list(criteria))
+        self.sampler = MixedSampler(list(samplers), mode=sampler_mode) if self.criterion.needs_energies else None
+        self.refine_steps = refine_steps
+        self.refine_step_size = refine_step_size
+        self.refine_noise = refine_noise
+
+    def _mel(self, speech, speech_lengths):
+        if self.feats_extract is not None:
+            feats, feats_lengths = self.feats_extract(speech, speech_lengths)
+        else:  # features given by the data loader
+            feats, feats_lengths = speech, speech_lengths
+        return self._normalize(feats, feats_lengths), feats_lengths
+
+    def _normalize(self, feats, lengths):
+        if self.normalize is not None:
+            feats, _ = self.normalize(feats, lengths)
+        return feats * valid_mask(lengths, feats.size(1)).unsqueeze(-1).to(feats.dtype)
+
+    def _streams(self, feats, feats_lengths, tf_feats, tf_feats_lengths, fr_feats, fr_feats_lengths):
+        streams = {}
+        if tf_feats is not None:
+            tf = self._normalize(tf_feats, tf_feats_lengths)
+            streams["tf_feats"] = fit_to_lengths(tf, tf_feats_lengths, feats_lengths, feats.size(1))
+            streams["tf_feats_lengths"] = feats_lengths
+        if fr_feats is not None:
+            streams["fr_feats"] = self._normalize(fr_feats, fr_feats_lengths)
+            streams["fr_feats_lengths"] = fr_feats_lengths
+        return streams
+
+    def forward(
+        self,
+        text: torch.Tensor,
+        text_lengths: torch.Tensor,
+        speech: torch.Tensor,
+        speech_lengths: torch.Tensor,
+        tf_feats: Optional[torch.Tensor] = None,
+        tf_feats_lengths: Optional[torch.Tensor] = None,
+        fr_feats: Optional[torch.Tensor] = None,
+        fr_feats_lengths: Optional[torch.Tensor] = None,
+        **kwargs,
+    ):
+        feats, feats_lengths = self._mel(speech, speech_lengths)
+        streams = self._streams(feats, feats_lengths, tf_feats, tf_feats_lengths, fr_feats, fr_feats_lengths)
+        net = self.energy_network
+
+        def score_fn(y, lengths):
+            return net.energy_and_grad(text, text_lengths, y, lengths, create_graph=self.training)[1]
+
+        e_pos = e_neg = None
+        if self.sampler is not None:
+            e_pos = net(text, text_lengths, feats, feats_lengths)
+            negatives = self.sampler(feats, feats_lengths, energy_fn=self._energy_fn(text, text_lengths), **streams)
+            e_neg = {}
+            for label, neg in negatives.items():
+                if neg.index is None:
+                    e_neg[label] = net(text, text_lengths, neg.feats, neg.lengths)
+                else:
+                    idx = neg.index
+                    e_neg[label] = (net(text[idx], text_lengths[idx], neg.feats, neg.lengths), idx)
+        with torch.enable_grad():  # validation runs under no_grad; score criteria need dE/dY
+            loss, stats = self.criterion(e_pos=e_pos, e_neg=e_neg, ref=feats, lengths=feats_lengths,
+                                         score_fn=score_fn, streams=streams)
+        if not self.training:
+            stats.update(self.refinement_gain(text, text_lengths, feats, feats_lengths, streams))
+        batch_size = text.size(0)
+        loss, stats, weight = force_gatherable((loss, stats, batch_size), loss.device)
+        return loss, stats, weight
+
+    def _energy_fn(self, text, text_lengths):
+        net = self.energy_network
+
+        def energy_fn(y, lengths, index=None):
+            t, tl = (text, text_lengths) if index is None else (text[index], text_lengths[index])
+            return net.energy_and_grad(t, tl, y, lengths)
+
+        return energy_fn
+
+    @torch.no_grad()
+    def refinement_gain(self, text, text_lengths, feats, feats_lengths, streams) -> Dict[str, float]:
+        """How much ``refine_steps`` normalised descent steps on E bring a hypothesis towards the reference."""
+        mask = valid_mask(feats_lengths, feats.size(1)).unsqueeze(-1).to(feats.dtype)
+        if "tf_feats" in streams:
+            y = streams["tf_feats"].clone()
+        else:
+            y = (feats + self.refine_noise * torch.randn_like(feats)) * mask
+        frames = mask.sum() * feats.size(-1)
+
+        def dist(a):
+            return float(((a - feats) ** 2 * mask).sum() / frames)
+
+        d0 = dist(y)
+        grad_norm = 0.0
+        for _ in range(self.refine_steps):
+            _, g = self.energy_network.energy_and_grad(text, text_lengths, y, feats_lengths)
+            g = g * mask
+            rms = (g.pow(2).sum() / frames).sqrt()
+            grad_norm = float(rms)
+            y = y - self.refine_step_size * g / (rms + 1e-12)
+        d1 = dist(y)
+        return {"refine_dist0": d0, "refine_dist": d1, "refine_gain": (d0 - d1) / max(d0, 1e-12),
+                "grad_rms": grad_norm}
+
+    def collect_feats(self, text, text_lengths, speech, speech_lengths, **kwargs) -> Dict[str, torch.Tensor]:
+        feats, feats_lengths = self.feats_extract(speech, speech_lengths)
+        return {"feats": feats, "feats_lengths": feats_lengths}

@@ -1,10 +1,11 @@
-"""Stages 0-4 of the mini recipe on a 40-sentence cut of its corpus, with a Tacotron 2 of 0.1M parameters.
+"""Stages 0-5 of the mini recipe on a 40-sentence cut of its corpus, with a 0.1M-parameter Tacotron 2 and EBM.
 
-Tests the plumbing of the baseline stages (ESPnet training, import, multi-mode decoding, the length report), not
+Tests the plumbing (ESPnet training and resuming, import, multi-mode decoding, the length report, the EBM task), not
 the quality: a model trained for six steps never predicts its end, so every free-running decode is reported.
 """
 
-import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -36,7 +37,8 @@ def test_training_wrote_an_espnet_model(recipe):
 
 
 @pytest.mark.parametrize("mode", ["teacher_forced", "free_running", "free_running_sample1"])
-def test_decodes_in_espnet_layout(recipe, mode):
+def test_decodes_in_espnet_layout(recipe, mode, monkeypatch):
+    monkeypatch.chdir(recipe)  # feats.scp paths are relative to the recipe, as in ESPnet
     refs = dict(l.split() for l in (recipe / "dump/raw/dev/utt2num_samples").read_text().splitlines())
     for sub in ["norm", "denorm"]:
         feats = NpyScpReader(str(recipe / EXP / f"decode_{mode}/dev/{sub}/feats.scp"))
@@ -48,7 +50,8 @@ def test_decodes_in_espnet_layout(recipe, mode):
                 assert abs(x.shape[0] - (int(refs[key]) // 256 + 1)) <= 2
 
 
-def test_stochastic_samples_differ_from_the_seeded_decode(recipe):
+def test_stochastic_samples_differ_from_the_seeded_decode(recipe, monkeypatch):
+    monkeypatch.chdir(recipe)
     a = NpyScpReader(str(recipe / EXP / "decode_free_running/dev/norm/feats.scp"))
     b = NpyScpReader(str(recipe / EXP / "decode_free_running_sample1/dev/norm/feats.scp"))
     key = sorted(a.keys())[0]
@@ -87,3 +90,45 @@ def test_a_different_token_list_is_refused(recipe, tmp_path):
                       "--baseline_config", str(config))
     assert proc.returncode != 0
     assert "token_list: baseline" in proc.stderr and "'<spc>'" in proc.stderr
+
+
+EBM = ["--ebm_config", str(REPO / "tests/data/train_ebm_tiny.yaml"), "--ebm_streams", "teacher_forced"]
+EBM_EXP = "exp/ebm_train_ebm_tiny"
+
+
+@pytest.fixture(scope="module")
+def ebm_recipe(recipe):
+    """Stage 5 stopped after one epoch, then run again to two: the second run must resume, not restart."""
+    proc = run_recipe(recipe, "--stage", "5", "--stop-stage", "5", *TINY, *EBM, "--ebm_args", "--max_epoch 1")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (recipe / EBM_EXP / "checkpoint.pth").exists()
+    proc = run_recipe(recipe, "--stage", "5", "--stop-stage", "5", *TINY, *EBM, "--ebm_args", "--max_epoch 2")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return recipe
+
+
+def test_ebm_training_resumes(ebm_recipe):
+    exp = ebm_recipe / EBM_EXP
+    log = (exp / "train.log").read_text()
+    assert "2epoch results" in log and "1epoch results" not in log  # epoch 1 came from the checkpoint
+    assert "1epoch results" in (exp / "train.1.log").read_text()
+    assert (exp / "checkpoint.pth").exists() and (exp / "valid.refine_gain.best.pth").exists()
+
+
+def test_ebm_logs_per_negative_statistics(ebm_recipe):
+    log = (ebm_recipe / EBM_EXP / "train.log").read_text()
+    for key in ["binary_nce_acc_random_masking", "binary_nce_acc_teacher_forced", "binary_nce_acc_noisy_ref",
+                "binary_nce_e_pos", "delta_loss", "refine_gain", "grad_rms"]:
+        assert f"{key}=" in log, key
+
+
+def test_ebm_builds_from_its_config_in_a_fresh_process(ebm_recipe):
+    exp = ebm_recipe / EBM_EXP
+    code = ("import sys, torch; from ebm.task import EBMTask\n"
+            "m, _ = EBMTask.build_model_from_file(sys.argv[1], sys.argv[2], 'cpu')\n"
+            "print(type(m.energy_network).__name__, sum(p.numel() for p in m.energy_network.parameters()))")
+    proc = subprocess.run([sys.executable, "-c", code, str(exp / "config.yaml"), str(exp / "valid.refine_gain.best.pth")],
+                          capture_output=True, text=True, cwd=ebm_recipe)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    name, count = proc.stdout.split()[-2:]
+    assert name == "EnergyNetwork" and int(count) > 0

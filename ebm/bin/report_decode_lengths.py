@@ -24,6 +24,7 @@ def get_parser():
     p.add_argument("--inference_config", default=None, help="decoding options (maxlenratio)")
     p.add_argument("--maxlenratio", type=float, default=None, help="default: the inference config's, else 10")
     p.add_argument("--tolerance", type=float, default=0.2)
+    p.add_argument("--teacher_forced", action="store_true", help="lengths follow the reference: only time it")
     p.add_argument("--fs", type=int, default=None, help="with --rtf: log the real-time factor")
     p.add_argument("--rtf", default=None, help="decode times: key seconds frames")
     p.add_argument("--output", required=True)
@@ -60,6 +61,8 @@ def main(argv=None):
         hyp = decoded[utt]
         maxlen = int((len(tokenizer.text2tokens(cleaner(text))) + 1) * maxlenratio)  # +1: <eos>
         ratio = hyp / ref
+        if args.teacher_forced:
+            continue
         if hyp >= maxlen:
             n_max += 1
             lines.append(f"{utt} max_length hyp={hyp} ref={ref} ratio={ratio:.2f}\n")

@@ -12,6 +12,9 @@ fi
 export PATH=${MAIN_ROOT}/utils:${PATH}
 export LC_ALL=C
 export PYTHONIOENCODING=UTF-8
+# One thread per process: jobs run side by side, and measured here a second OpenMP thread did not speed up a
+# training step while it made steps many times slower whenever another process was busy.
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 # ESPnet tries to fetch NLTK data for g2p_en at import; we never use g2p_en, and the fetch fails offline.
 export NLTK_DATA=${NLTK_DATA:-${MAIN_ROOT}/tools/nltk_data}
 # eSpeak NG for --token_type phn: the library and data that the espeakng-loader wheel ships (no apt needed).

@@ -21,7 +21,6 @@ stage=0               # first stage to run
 stop_stage=4          # last stage to run (stages 5-7 are added by later releases)
 nj=2                  # parallel jobs for data, statistics and decoding stages
 ngpu=0                # GPUs for training (0: CPU)
-nthreads_per_job=1    # CPU threads of each parallel decoding job (training uses all cores)
 python=python3        # the venv's Python (path.sh puts it first on PATH)
 dumpdir=dump          # formatted data and token lists
 expdir=exp            # statistics, models, decodes, logs
@@ -165,7 +164,7 @@ if [ ${stage} -le 1 ] && [ ${stop_stage} -ge 1 ]; then
         for n in $(seq "${_nj}"); do _split+=" ${_logdir}/wav.${n}.scp"; done
         # shellcheck disable=SC2086
         utils/split_scp.pl "${src}/wav.scp" ${_split}
-        OMP_NUM_THREADS=1 ${decode_cmd} JOB=1:"${_nj}" "${_logdir}/format_wav.JOB.log" \
+        ${decode_cmd} JOB=1:"${_nj}" "${_logdir}/format_wav.JOB.log" \
             ${python} -m ebm.bin.format_wav_scp --fs "${fs}" --on_rate_mismatch "${on_rate_mismatch}" \
                 --audio_dir "${data_feats}/audio/${dset}" "${_logdir}/wav.JOB.scp" "${_logdir}/formatted.JOB" \
             || die_with_logs "audio check failed for ${src} (logs: ${_logdir}/format_wav.*.log)" \
@@ -212,7 +211,7 @@ if [ ${stage} -le 2 ] && [ ${stop_stage} -ge 2 ]; then
     [ "${_nj}" -eq "${_ntrain}" ] || die "fewer dev utterances than jobs: run with --nj ${_nj}"
     rm -rf "${stats_dir}/logdir"/stats.*
     # shellcheck disable=SC2086
-    OMP_NUM_THREADS=1 ${train_cmd} JOB=1:"${_nj}" "${stats_dir}/logdir/stats.JOB.log" \
+    ${train_cmd} JOB=1:"${_nj}" "${stats_dir}/logdir/stats.JOB.log" \
         ${python} -m espnet2.bin.tts_train \
             --collect_stats true --write_collected_feats false --use_preprocessor true \
             --normalize none --pitch_normalize none --energy_normalize none \
@@ -289,7 +288,7 @@ if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
         # shellcheck disable=SC2086
         utils/split_scp.pl "${data_feats}/${dset}/text" ${_split}
         # shellcheck disable=SC2086
-        OMP_NUM_THREADS=${nthreads_per_job} ${decode_cmd} JOB=1:"${_nj}" "${_logdir}/decode.JOB.log" \
+        ${decode_cmd} JOB=1:"${_nj}" "${_logdir}/decode.JOB.log" \
             ${python} -m ebm.bin.decode_baseline --model_file "${tts_exp}/${inference_model}" \
                 --train_config "${tts_exp}/config.yaml" ${inference_config:+--inference_config "${inference_config}"} \
                 --text "${data_feats}/${dset}/text" --wav_scp "${data_feats}/${dset}/wav.scp" \
@@ -309,6 +308,7 @@ if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
             ${python} -m ebm.bin.report_decode_lengths --text "${data_feats}/${dset}/text" \
                 --utt2num_samples "${data_feats}/${dset}/utt2num_samples" --n_shift "${n_shift}" --fs "${fs}" \
                 --decode_shape "${_dir}/speech_shape/speech_shape" --rtf "${_dir}/rtf" \
+                $([ "${mode}" != teacher_forced ] || echo --teacher_forced) \
                 --tolerance "${length_tolerance}" --train_config "${tts_exp}/config.yaml" \
                 ${inference_config:+--inference_config "${inference_config}"} --output "${_dir}/length_report.txt"
         done

@@ -11,4 +11,5 @@ set -euo pipefail
     --token_type char --cleaner tacotron --g2p none \
     --train_config conf/tuning/train_tacotron2.yaml \
     --inference_config conf/decode_tacotron2.yaml \
+    --ebm_config conf/tuning/train_ebm.yaml \
     "$@"

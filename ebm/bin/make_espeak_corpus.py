@@ -8,6 +8,7 @@ import argparse
 import logging
 import sys
 
+from ebm.cli import LOG_FORMAT
 from ebm.data.espeak_corpus import MAX_WPM, MIN_WPM, EspeakCorpusError, make_corpus
 
 
@@ -34,9 +35,7 @@ def get_parser():
 
 def main(argv=None):
     args = get_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s"
-    )
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     try:
         make_corpus(
             args.sentences,

@@ -10,9 +10,9 @@ import argparse
 import logging
 import sys
 
+from ebm.cli import LOG_FORMAT
 from ebm.data.ljspeech import TEXT_FIELDS, CorpusError, prepare
 
-LOG_FORMAT = "%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s"
 
 
 def get_parser():

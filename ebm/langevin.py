@@ -1,0 +1,278 @@
+"""Langevin MCMC inference for the EBM (arXiv 2310.12765): refine an initial mel hypothesis by noisy descent on E.
+
+    Y <- Y - lambda * grad_Y E(x, Y) + sqrt(2 * lambda) * sigma * temperature * Z,   Z ~ N(0, I)
+
+The paper's rule is sigma = temperature = 1 (300 steps from a Tacotron 2 hypothesis). The extra knobs exist
+because an energy trained with NCE or score matching is only meaningful near the data: a chain that walks off
+(non-finite values, mel outside the normalised range, energy blowing up) is stopped and keeps its last sane
+state rather than poisoning the output, while the rest of the batch goes on.
+
+Design choices, and why:
+
+* A state is *sane* when the mel, its energy and its gradient are all finite, the mel is inside
+  ``[-max_abs, max_abs]`` and the energy has not diverged. A finite mel whose gradient is NaN is rejected too:
+  the next step from it would be NaN, so it cannot be trusted as a place to stop.
+* Only active utterances are evaluated (subset, trimmed to their longest length): the energy network is
+  padding- and batch-invariant, so this changes no result and saves the cost of frozen rows.
+* Padded frames are masked with ``torch.where`` (not multiplication), so a NaN update cannot leak into them
+  (NaN * 0 is NaN); they stay exactly zero.
+* ``update_clip`` bounds the whole per-frame change (drift + noise): that is what keeps a chain from jumping,
+  whereas ``grad_clip`` only tames the drift.
+"""
+
+import contextlib
+from typing import List, NamedTuple, Optional
+
+import torch
+from torch import nn
+
+from ebm.energy_network import valid_mask
+
+_EPS = 1e-12
+
+
+class LangevinResult(NamedTuple):
+    """Output of :meth:`LangevinSampler.run`.
+
+    feats: (B,T,D) final mel; padded frames exactly zero.
+    lengths: (B,) long, the valid lengths (those of the initial hypothesis).
+    energies: (B, n_records) energy at each recorded step; column 0 is the initial hypothesis; after a stop
+        the last sane energy is repeated.
+    stopped: (B,) bool, stopped early.
+    stop_step: (B,) long, step at which the bad state appeared (``steps`` if never stopped).
+    reasons: per utterance None, "non_finite", "out_of_range" or "diverged_energy".
+    record_steps: (n_records,) long, the step index of each energies column.
+    """
+
+    feats: torch.Tensor
+    lengths: torch.Tensor
+    energies: torch.Tensor
+    stopped: torch.Tensor
+    stop_step: torch.Tensor
+    reasons: List[Optional[str]]
+    record_steps: torch.Tensor
+
+
+@contextlib.contextmanager
+def _eval_mode(net):
+    """Eval mode for the chain (no dropout: the energy must be a fixed function), then each module's mode back."""
+    if not isinstance(net, nn.Module):
+        yield
+        return
+    modes = [(m, m.training) for m in net.modules()]
+    net.eval()
+    try:
+        yield
+    finally:
+        for m, training in modes:
+            m.training = training
+
+
+def _clip_frame_norm(x: torch.Tensor, max_norm: float) -> torch.Tensor:
+    norm = x.norm(dim=-1, keepdim=True)
+    return x * (max_norm / norm.clamp_min(_EPS)).clamp(max=1.0)
+
+
+class LangevinSampler:
+    """Batched Langevin chains over utterances of different lengths. See the module docstring for the rule.
+
+    Args:
+        steps: number of Langevin steps (the paper's best: 300).
+        step_size: lambda.
+        sigma: noise scale; 1 is the paper's rule, 0 is plain gradient descent on the energy.
+        temperature: a second noise multiplier, independent of lambda (sampling at lower temperature).
+        normalize_grad: divide the gradient by its RMS over the utterance's valid cells, so each drift step has
+            RMS lambda in the normalised feature space whatever the energy's scale.
+        grad_clip: clip each frame's gradient L2 norm to this (before normalisation).
+        update_clip: clip each frame's total update (drift + noise) L2 norm to this.
+        max_abs: a valid mel cell outside [-max_abs, max_abs] after a step counts as diverged ("out_of_range").
+        divergence_factor: an energy above E0 + factor * |E0| + 1 (E0 the initial energy) counts as diverged
+            ("diverged_energy").
+        seed: seeds a private generator for the noise (reproducible, and the global RNG is left alone);
+            None uses the global RNG.
+    """
+
+    def __init__(
+        self,
+        steps: int = 300,
+        step_size: float = 0.01,
+        sigma: float = 1.0,
+        temperature: float = 1.0,
+        normalize_grad: bool = False,
+        grad_clip: Optional[float] = None,
+        update_clip: Optional[float] = None,
+        max_abs: Optional[float] = None,
+        divergence_factor: Optional[float] = None,
+        seed: Optional[int] = None,
+    ):
+        if int(steps) < 0:
+            raise ValueError(f"steps must be >= 0, got {steps}")
+        if not step_size > 0:
+            raise ValueError(f"step_size must be > 0, got {step_size}")
+        if sigma < 0 or temperature < 0:
+            raise ValueError(f"sigma and temperature must be >= 0, got {sigma}, {temperature}")
+        for name, v in (("grad_clip", grad_clip), ("update_clip", update_clip), ("max_abs", max_abs)):
+            if v is not None and not v > 0:
+                raise ValueError(f"{name} must be > 0 or None, got {v}")
+        if divergence_factor is not None and divergence_factor < 0:
+            raise ValueError(f"divergence_factor must be >= 0 or None, got {divergence_factor}")
+        self.steps = int(steps)
+        self.step_size = float(step_size)
+        self.sigma = float(sigma)
+        self.temperature = float(temperature)
+        self.normalize_grad = bool(normalize_grad)
+        self.grad_clip = grad_clip
+        self.update_clip = update_clip
+        self.max_abs = max_abs
+        self.divergence_factor = divergence_factor
+        self.seed = seed
+
+    @property
+    def noise_scale(self) -> float:
+        return (2.0 * self.step_size) ** 0.5 * self.sigma * self.temperature
+
+    def __repr__(self) -> str:
+        keys = ("steps", "step_size", "sigma", "temperature", "normalize_grad", "grad_clip", "update_clip",
+                "max_abs", "divergence_factor", "seed")
+        return f"LangevinSampler({', '.join(f'{k}={getattr(self, k)!r}' for k in keys)})"
+
+    def record_steps(self, record_every: int = 1) -> List[int]:
+        """Steps whose energies are recorded: 0, r, 2r, ... and always the last step."""
+        if record_every < 1:
+            raise ValueError(f"record_every must be >= 1, got {record_every}")
+        out = list(range(0, self.steps + 1, record_every))
+        if out[-1] != self.steps:
+            out.append(self.steps)
+        return out
+
+    def run(self, energy_network, text: torch.Tensor, text_lengths: torch.Tensor, init: torch.Tensor,
+            init_lengths: torch.Tensor, record_every: int = 1) -> LangevinResult:
+        """Run the chains from ``init`` (B,T,D), each for ``steps`` steps unless it stops early."""
+        rec_steps = self.record_steps(record_every)
+        B, T, D = init.shape
+        device, dtype = init.device, init.dtype
+        lengths = init_lengths.to(device=device, dtype=torch.long)
+        text_lengths = text_lengths.to(text.device)
+        valid = valid_mask(lengths, T).unsqueeze(-1)  # (B,T,1) bool
+        n_cells = (lengths * D).clamp(min=1).to(dtype)
+        gen = None
+        if self.seed is not None:
+            gen = torch.Generator(device=device)
+            gen.manual_seed(int(self.seed))
+
+        # Evaluation on the active subset; the subset's slices are rebuilt only when the active set changes.
+        cache = {}
+
+        def evaluate(feats, active):
+            if bool(active.all()):
+                return energy_network.energy_and_grad(text, text_lengths, feats, lengths)
+            if "idx" not in cache:
+                idx = active.nonzero().squeeze(1)
+                tidx = idx.to(text.device)
+                tl = text_lengths[tidx]
+                cache.update(idx=idx, tmax=int(lengths[idx].max()), text=text[tidx][:, :int(tl.max())], tl=tl)
+            idx, tmax = cache["idx"], cache["tmax"]
+            e_sub, g_sub = energy_network.energy_and_grad(cache["text"], cache["tl"], feats[idx, :tmax],
+                                                          lengths[idx])
+            e = torch.full((B,), float("nan"), device=device, dtype=e_sub.dtype)
+            e[idx] = e_sub
+            g = torch.zeros_like(feats)
+            g[idx, :tmax] = g_sub.to(dtype)
+            return e, g
+
+        def row_finite(x):
+            return torch.isfinite(x).flatten(1).all(1)
+
+        stopped = torch.zeros(B, dtype=torch.bool, device=device)
+        stop_step = torch.full((B,), self.steps, dtype=torch.long, device=device)
+        reasons: List[Optional[str]] = [None] * B
+        energies = None
+
+        def stop(bad, step, reason):
+            if bool(bad.any()):
+                stopped.logical_or_(bad)
+                stop_step[bad] = step
+                for b in bad.nonzero().squeeze(1).tolist():
+                    reasons[b] = reason
+                cache.clear()
+
+        with _eval_mode(energy_network), torch.no_grad():
+            y = torch.where(valid, init.detach(), torch.zeros((), dtype=dtype, device=device))
+            all_rows = torch.ones(B, dtype=torch.bool, device=device)
+            energy, grad = evaluate(y, all_rows)
+            energy = energy.detach()
+            grad = grad.detach().to(dtype)
+            sane0 = torch.isfinite(energy) & row_finite(y) & row_finite(grad)
+            stop(~sane0, 0, "non_finite")
+            grad = torch.where(sane0[:, None, None], grad, torch.zeros((), dtype=dtype, device=device))
+            energies = torch.empty(B, len(rec_steps), dtype=energy.dtype, device=device)
+            energies[:, 0] = energy
+            col = 1
+            threshold = None
+            if self.divergence_factor is not None:
+                threshold = energy + self.divergence_factor * energy.abs() + 1.0
+
+            zero = torch.zeros((), dtype=dtype, device=device)
+            for n in range(1, self.steps + 1):
+                active = ~stopped
+                if not bool(active.any()):
+                    energies[:, col:] = energy[:, None]
+                    break
+                g = grad
+                if self.grad_clip is not None:
+                    g = _clip_frame_norm(g, self.grad_clip)
+                if self.normalize_grad:
+                    rms = (g.square().flatten(1).sum(1) / n_cells).sqrt()
+                    g = g / rms.clamp_min(_EPS)[:, None, None]
+                upd = -self.step_size * g
+                if self.noise_scale > 0:
+                    noise = torch.randn(y.shape, generator=gen, device=device, dtype=dtype)
+                    upd = upd + self.noise_scale * noise
+                if self.update_clip is not None:
+                    upd = _clip_frame_norm(upd, self.update_clip)
+                upd = torch.where(valid & active[:, None, None], upd, zero)
+                y_new = y + upd
+
+                e_new, g_new = evaluate(y_new, active)
+                e_new, g_new = e_new.detach(), g_new.detach()
+                finite = torch.isfinite(e_new) & row_finite(y_new) & row_finite(g_new)
+                bad_nf = active & ~finite
+                bad_range = torch.zeros_like(active)
+                if self.max_abs is not None:
+                    bad_range = active & finite & (y_new.abs() > self.max_abs).flatten(1).any(1)
+                bad_div = torch.zeros_like(active)
+                if threshold is not None:
+                    bad_div = active & finite & ~bad_range & (e_new > threshold)
+                accept = active & ~(bad_nf | bad_range | bad_div)
+
+                a3 = accept[:, None, None]
+                y = torch.where(a3, y_new, y)
+                grad = torch.where(a3, g_new, grad)
+                energy = torch.where(accept, e_new, energy)
+                stop(bad_nf, n, "non_finite")
+                stop(bad_range, n, "out_of_range")
+                stop(bad_div, n, "diverged_energy")
+                if col < len(rec_steps) and rec_steps[col] == n:
+                    energies[:, col] = energy
+                    col += 1
+
+        return LangevinResult(
+            feats=y, lengths=lengths, energies=energies, stopped=stopped, stop_step=stop_step, reasons=reasons,
+            record_steps=torch.tensor(rec_steps, dtype=torch.long),
+        )
+
+
+_CONFIG_KEYS = ("steps", "step_size", "sigma", "temperature", "normalize_grad", "grad_clip", "update_clip",
+                "max_abs", "divergence_factor", "seed")
+
+
+def langevin_from_config(conf: Optional[dict] = None) -> LangevinSampler:
+    """Build a sampler from a YAML-style dict; unknown keys are an error so a typo cannot silently do nothing."""
+    conf = dict(conf or {})
+    unknown = sorted(set(conf) - set(_CONFIG_KEYS))
+    if unknown:
+        raise ValueError(f"unknown Langevin option(s) {unknown}; valid: {list(_CONFIG_KEYS)}")
+    return LangevinSampler(**conf)
+
+
+__all__ = ["LangevinSampler", "LangevinResult", "langevin_from_config"]

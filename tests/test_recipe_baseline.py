@@ -1,4 +1,4 @@
-"""Stages 0-5 of the mini recipe on a 40-sentence cut of its corpus, with a 0.1M-parameter Tacotron 2 and EBM.
+"""Stages 0-6 of the mini recipe on a 40-sentence cut of its corpus, with a 0.1M-parameter Tacotron 2 and EBM.
 
 Tests the plumbing (ESPnet training and resuming, import, multi-mode decoding, the length report, the EBM task), not
 the quality: a model trained for six steps never predicts its end, so every free-running decode is reported.
@@ -132,3 +132,21 @@ def test_ebm_builds_from_its_config_in_a_fresh_process(ebm_recipe):
     assert proc.returncode == 0, proc.stderr[-2000:]
     name, count = proc.stdout.split()[-2:]
     assert name == "EnergyNetwork" and int(count) > 0
+
+
+def test_langevin_decoding_stage(ebm_recipe, monkeypatch):
+    """Stage 6 sweep: 0 steps gives back the initial hypothesis; 2 steps record three energies per utterance."""
+    proc = run_recipe(ebm_recipe, "--stage", "6", "--stop-stage", "6", *TINY, *EBM,
+                      "--ebm_inference_config", str(REPO / "egs/mini_espeak/tts1/conf/decode_ebm.yaml"),
+                      "--ebm_decode_steps", "0 2")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    monkeypatch.chdir(ebm_recipe)
+    init = NpyScpReader(f"{EXP}/decode_free_running/dev/denorm/feats.scp")
+    same = NpyScpReader(f"{EBM_EXP}/decode_langevin_steps0_from_free_running/dev/denorm/feats.scp")
+    moved = NpyScpReader(f"{EBM_EXP}/decode_langevin_steps2_from_free_running/dev/denorm/feats.scp")
+    assert sorted(same.keys()) == sorted(init.keys()) == sorted(moved.keys())
+    for key in init.keys():
+        np.testing.assert_allclose(same[key], init[key], atol=1e-4)  # normalise, then denormalise
+        assert moved[key].shape == init[key].shape and not np.allclose(moved[key], init[key])
+    energies = (ebm_recipe / EBM_EXP / "decode_langevin_steps2_from_free_running/dev/energy").read_text()
+    assert all(len(line.split()) == 1 + 3 for line in energies.splitlines())

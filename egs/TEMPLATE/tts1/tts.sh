@@ -18,7 +18,7 @@ SECONDS=0
 
 # General
 stage=0               # first stage to run
-stop_stage=4          # last stage to run (stages 5-7 are added by later releases)
+stop_stage=6          # last stage to run (stage 7 is added by a later release)
 nj=2                  # parallel jobs for data, statistics and decoding stages
 ngpu=0                # GPUs for training (0: CPU)
 python=python3        # the venv's Python (path.sh puts it first on PATH)
@@ -70,11 +70,17 @@ ebm_args=""           # extra options for ebm.bin.ebm_train
 ebm_exp=""            # default: ${expdir}/ebm_<config name>
 ebm_streams="teacher_forced free_running"  # stage 4 decodes given to the EBM (as tf_feats, fr_feats)
 
+# Langevin decoding (stage 6)
+ebm_inference_config=""   # conf/decode_ebm.yaml: LangevinSampler options
+ebm_inference_model=valid.refine_gain.best.pth  # which checkpoint of ${ebm_exp} decodes
+ebm_init=free_running     # initial hypotheses: a stage 4 decode mode (free_running or teacher_forced)
+ebm_decode_steps=""       # sweep: one decode directory per step count (e.g. "1 10 100 300"); empty: the config's
+
 help_message=$(cat <<EOF
 Usage: $0 --train_set <name> --dev_set <name> --eval_sets "<names>" [options]
   Stages: 0 corpus (local/data.sh)  1 Kaldi data dirs + audio check  2 tokens + feature statistics
           3 Tacotron 2 baseline (train, or import with --baseline_model_file)  4 baseline decoding
-          5 EBM training
+          5 EBM training  6 Langevin decoding
 Options (--name value; dashes or underscores):
   --stage, --stop_stage ${stage} ${stop_stage}   --nj ${nj}   --ngpu ${ngpu}
   --db_root DIR   --local_data_opts "..."   --on_rate_mismatch resample|error
@@ -83,6 +89,8 @@ Options (--name value; dashes or underscores):
   --train_config FILE   --train_args "..."   --baseline_model_file PTH --baseline_config YAML
   --inference_config FILE   --inference_model ${inference_model}   --baseline_num_samples N
   --ebm_config FILE   --ebm_args "..."   --ebm_streams "${ebm_streams}"
+  --ebm_inference_config FILE   --ebm_inference_model ${ebm_inference_model}   --ebm_init ${ebm_init}
+  --ebm_decode_steps "1 10 100 300"
   --dumpdir ${dumpdir}   --expdir ${expdir}
 EOF
 )
@@ -107,6 +115,7 @@ if [ "${token_type}" = char ]; then token_tag=char; else token_tag=${token_type}
 token_listdir=${dumpdir}/token_list/${token_tag}
 token_list=${token_listdir}/tokens.txt
 stats_dir=${expdir}/tts_stats_raw_${token_tag}_${cleaner}
+[ -n "${ebm_exp}" ] || ebm_exp=${expdir}/ebm_$(basename "${ebm_config:-ebm}" .yaml)
 if [ -z "${tts_exp}" ]; then
     if [ -n "${baseline_model_file}" ]; then
         tts_exp=${expdir}/tts_imported
@@ -317,7 +326,6 @@ fi
 
 if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
     [ -n "${ebm_config}" ] || die "--ebm_config is required for stage 5"
-    [ -n "${ebm_exp}" ] || ebm_exp=${expdir}/ebm_$(basename "${ebm_config}" .yaml)
     _opts=""
     for part in train valid; do
         if [ ${part} = train ]; then dset=${train_set}; else dset=${dev_set}; fi
@@ -348,6 +356,41 @@ if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
             --output_dir "${ebm_exp}" --config "${ebm_config}" ${ebm_args} \
         || die_with_logs "EBM training failed (log: ${ebm_exp}/train.log)" "${ebm_exp}/train.log"
     log "Stage 5: done: $(ls "${ebm_exp}"/*.ave.pth 2>/dev/null | tr '\n' ' ')"
+fi
+
+if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
+    [ -e "${ebm_exp}/${ebm_inference_model}" ] || die "no EBM at ${ebm_exp}/${ebm_inference_model}: run stage 5"
+    _settings=${ebm_decode_steps:-config}
+    for _steps in ${_settings}; do
+        if [ "${_steps}" = config ]; then _tag=langevin; _opt=""; else _tag=langevin_steps${_steps}; _opt="--steps ${_steps}"; fi
+        for dset in ${dev_set} ${eval_sets}; do
+            _init=${tts_exp}/decode_${ebm_init}/${dset}/denorm/feats.scp
+            [ -f "${_init}" ] || die "${_init} is missing: run stage 4"
+            _dir=${ebm_exp}/decode_${_tag}_from_${ebm_init}/${dset}
+            _logdir=${_dir}/log
+            log "Stage 6: Langevin decoding of ${dset} from ${ebm_init} (${_tag}; ${nj} jobs) -> ${_dir}"
+            rm -rf "${_dir}"
+            mkdir -p "${_logdir}"
+            _nj=$(( nj < $(wc -l < "${data_feats}/${dset}/text") ? nj : $(wc -l < "${data_feats}/${dset}/text") ))
+            _split=""
+            for n in $(seq "${_nj}"); do _split+=" ${_logdir}/keys.${n}.scp"; done
+            # shellcheck disable=SC2086
+            utils/split_scp.pl "${data_feats}/${dset}/text" ${_split}
+            # shellcheck disable=SC2086
+            ${decode_cmd} JOB=1:"${_nj}" "${_logdir}/langevin.JOB.log" \
+                ${python} -m ebm.bin.langevin_decode --model_file "${ebm_exp}/${ebm_inference_model}" \
+                    --train_config "${ebm_exp}/config.yaml" ${ebm_inference_config:+--config "${ebm_inference_config}"} \
+                    --text "${data_feats}/${dset}/text" --init_scp "${_init}" --key_file "${_logdir}/keys.JOB.scp" \
+                    --output_dir "${_logdir}/output.JOB" ${_opt} \
+                || die_with_logs "Langevin decoding of ${dset} failed (logs: ${_logdir}/langevin.*.log)" \
+                    "${_logdir}"/langevin.*.log
+            mkdir -p "${_dir}"/{norm,denorm}
+            for f in norm/feats.scp denorm/feats.scp energy stopped rtf; do
+                for n in $(seq "${_nj}"); do cat "${_logdir}/output.${n}/${f}"; done | LC_ALL=C sort > "${_dir}/${f}"
+            done
+            log "$(wc -l < "${_dir}/stopped") of $(wc -l < "${_dir}/rtf") chains stopped early (see ${_dir}/stopped)"
+        done
+    done
 fi
 
 log "Successfully finished stages ${stage}-${stop_stage} [elapsed=${SECONDS}s]"

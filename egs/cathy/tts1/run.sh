@@ -12,4 +12,6 @@ set -euo pipefail
     --token_type char --cleaner tacotron --g2p none \
     --train_config conf/tuning/train_tacotron2_small.yaml \
     --inference_config conf/decode_tacotron2.yaml \
+    --ebm_config conf/tuning/train_ebm_nce.yaml \
+    --ebm_inference_config conf/decode_ebm.yaml \
     "$@"

@@ -12,4 +12,5 @@ set -euo pipefail
     --train_config conf/tuning/train_tacotron2.yaml \
     --inference_config conf/decode_tacotron2.yaml \
     --ebm_config conf/tuning/train_ebm.yaml \
+    --ebm_inference_config conf/decode_ebm.yaml \
     "$@"

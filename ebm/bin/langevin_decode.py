@@ -1,0 +1,109 @@
+"""Refine initial hypotheses (Tacotron 2's stage 4 decodes) with Langevin MCMC on a trained EBM.
+
+Batched over utterances sorted by length. Writes ESPnet's decode layout, ``OUTPUT_DIR/{norm,denorm}/feats.scp``
+(+ .npy), and beside it what the chains did: ``energy`` (one line per utterance: the energy at every recorded
+step), ``stopped`` (utterances whose chain was stopped, with the step and the reason) and ``rtf`` (seconds and
+frames per utterance, the batch's time shared by frames).
+"""
+
+import argparse
+import contextlib
+import io
+import logging
+import os
+import time
+
+import numpy as np
+import torch
+import yaml
+
+from ebm.cli import EbmError, run, setup_logging
+from ebm.io import read_scp
+from ebm.langevin import langevin_from_config
+
+
+def get_parser():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model_file", required=True, help="the EBM's .pth")
+    p.add_argument("--train_config", required=True, help="the EBM's config.yaml")
+    p.add_argument("--config", default=None, help="YAML: LangevinSampler options, batch_size, record_every")
+    p.add_argument("--text", required=True, help="Kaldi text")
+    p.add_argument("--init_scp", required=True, help="initial hypotheses: denormalised feats.scp (npy)")
+    p.add_argument("--key_file", default=None)
+    p.add_argument("--output_dir", required=True)
+    p.add_argument("--steps", type=int, default=None, help="overrides the config's steps (sweeps)")
+    p.add_argument("--step_size", type=float, default=None, help="overrides the config's step_size")
+    p.add_argument("--sigma", type=float, default=None, help="overrides the config's sigma")
+    p.add_argument("--ngpu", type=int, default=0)
+    return p
+
+
+def main(argv=None):
+    args = get_parser().parse_args(argv)
+    setup_logging()
+    conf = {}
+    if args.config:
+        with open(args.config) as f:
+            conf = yaml.safe_load(f) or {}
+    batch_size = int(conf.pop("batch_size", 8))
+    record_every = int(conf.pop("record_every", 1))
+    for key in ("steps", "step_size", "sigma"):
+        if getattr(args, key) is not None:
+            conf[key] = getattr(args, key)
+    sampler = langevin_from_config(conf)
+
+    with contextlib.redirect_stdout(io.StringIO()):  # espnet prints import notices on stdout
+        from espnet2.fileio.npy_scp import NpyScpReader, NpyScpWriter
+
+        from ebm.task import EBMTask
+    device = "cuda" if args.ngpu > 0 else "cpu"
+    model, train_args = EBMTask.build_model_from_file(args.train_config, args.model_file, device)
+    model.eval()
+    preprocess = EBMTask.build_preprocess_fn(train_args, False)
+    texts = dict(read_scp(args.text))
+    inits = NpyScpReader(args.init_scp)
+    keys = [k for k, _ in read_scp(args.key_file, allow_empty_value=True)] if args.key_file else list(texts)
+    missing = [k for k in keys if k not in inits.keys() or k not in texts]
+    if missing:
+        raise EbmError(f"{len(missing)} utterances have no hypothesis in {args.init_scp} or no text in "
+                       f"{args.text}, e.g. {missing[:3]}; rerun stage 4 for this set")
+    keys.sort(key=lambda k: len(inits[k]), reverse=True)
+
+    os.makedirs(args.output_dir, exist_ok=True)
+    energy_lines, stop_lines, rtf_lines = [], [], []
+    out = args.output_dir
+    with NpyScpWriter(f"{out}/norm", f"{out}/norm/feats.scp") as norm_w, \
+            NpyScpWriter(f"{out}/denorm", f"{out}/denorm/feats.scp") as denorm_w:
+        for start in range(0, len(keys), batch_size):
+            batch = keys[start:start + batch_size]
+            tokens = [torch.as_tensor(preprocess(k, {"text": texts[k]})["text"]) for k in batch]
+            feats = [torch.as_tensor(np.asarray(inits[k], dtype=np.float32)) for k in batch]
+            tl = torch.tensor([len(t) for t in tokens])
+            fl = torch.tensor([len(f) for f in feats])
+            text = torch.nn.utils.rnn.pad_sequence(tokens, batch_first=True).to(device)
+            y = torch.nn.utils.rnn.pad_sequence(feats, batch_first=True).to(device)
+            y = model._normalize(y, fl.to(device))
+            t0 = time.perf_counter()
+            res = sampler.run(model.energy_network, text, tl.to(device), y, fl.to(device), record_every)
+            seconds = time.perf_counter() - t0
+            denorm = res.feats
+            if model.normalize is not None:
+                denorm, _ = model.normalize.inverse(res.feats.clone(), fl.to(device))
+            for i, k in enumerate(batch):
+                n = int(fl[i])
+                norm_w[k] = res.feats[i, :n].cpu().numpy()
+                denorm_w[k] = denorm[i, :n].cpu().numpy()
+                energy_lines.append(f"{k} " + " ".join(f"{e:.5g}" for e in res.energies[i].tolist()) + "\n")
+                if res.stopped[i]:
+                    stop_lines.append(f"{k} step={int(res.stop_step[i])} reason={res.reasons[i]}\n")
+                rtf_lines.append(f"{k} {seconds * n / int(fl.sum()):.4f} {n}\n")
+    for name, lines in [("energy", energy_lines), ("stopped", stop_lines), ("rtf", rtf_lines)]:
+        with open(f"{out}/{name}", "w") as f:
+            f.writelines(sorted(lines))
+    e = np.array([[float(v) for v in line.split()[1:]] for line in energy_lines])
+    logging.info(f"{len(keys)} utterances, {sampler.steps} steps: mean energy {e[:, 0].mean():.4g} -> "
+                 f"{e[:, -1].mean():.4g}; {len(stop_lines)} chains stopped early -> {out}")
+
+
+if __name__ == "__main__":
+    run(main)

@@ -14,6 +14,16 @@ die_with_logs() {  # die_with_logs MESSAGE LOG...
     grep -h -A 20 "^ERROR" "$@" 2>/dev/null | grep -v "^# " | head -n 40 >&2 || true
     die "${msg}"
 }
+# split_for_jobs SCP PREFIX: PREFIX.1.scp .. PREFIX.N.scp for N = min(nj, lines of SCP); sets _nj to N.
+split_for_jobs() {
+    local scp=$1 prefix=$2 lines outs="" n
+    lines=$(wc -l < "${scp}")
+    _nj=$(( nj < lines ? nj : lines ))
+    mkdir -p "$(dirname "${prefix}")"
+    for n in $(seq "${_nj}"); do outs+=" ${prefix}.${n}.scp"; done
+    # shellcheck disable=SC2086
+    utils/split_scp.pl "${scp}" ${outs}
+}
 SECONDS=0
 
 # General
@@ -168,11 +178,7 @@ if [ ${stage} -le 1 ] && [ ${stop_stage} -ge 1 ]; then
         utils/copy_data_dir.sh "${src}" "${_tmp}"
         _logdir=${_tmp}/logs
         mkdir -p "${_logdir}"
-        _nj=$(( nj < $(wc -l < "${src}/wav.scp") ? nj : $(wc -l < "${src}/wav.scp") ))
-        _split=""
-        for n in $(seq "${_nj}"); do _split+=" ${_logdir}/wav.${n}.scp"; done
-        # shellcheck disable=SC2086
-        utils/split_scp.pl "${src}/wav.scp" ${_split}
+        split_for_jobs "${src}/wav.scp" "${_logdir}/wav"
         ${decode_cmd} JOB=1:"${_nj}" "${_logdir}/format_wav.JOB.log" \
             ${python} -m ebm.bin.format_wav_scp --fs "${fs}" --on_rate_mismatch "${on_rate_mismatch}" \
                 --audio_dir "${data_feats}/audio/${dset}" "${_logdir}/wav.JOB.scp" "${_logdir}/formatted.JOB" \
@@ -205,14 +211,10 @@ if [ ${stage} -le 2 ] && [ ${stop_stage} -ge 2 ]; then
 
     [ -n "${train_config}" ] || die "--train_config is required for stage 2 (the baseline's model config)"
     log "Stage 2: feature statistics with ESPnet's collect_stats (${nj} jobs) -> ${stats_dir}"
+    rm -f "${stats_dir}/logdir"/train.*.scp "${stats_dir}/logdir"/valid.*.scp  # a previous --nj may have made more
     for part in train valid; do
         if [ ${part} = train ]; then dset=${train_set}; else dset=${dev_set}; fi
-        _nj=$(( nj < $(wc -l < "${data_feats}/${dset}/wav.scp") ? nj : $(wc -l < "${data_feats}/${dset}/wav.scp") ))
-        _split=""
-        for n in $(seq "${_nj}"); do _split+=" ${stats_dir}/logdir/${part}.${n}.scp"; done
-        mkdir -p "${stats_dir}/logdir"
-        # shellcheck disable=SC2086
-        utils/split_scp.pl "${data_feats}/${dset}/wav.scp" ${_split}
+        split_for_jobs "${data_feats}/${dset}/wav.scp" "${stats_dir}/logdir/${part}"
     done
     # The key files decide which utterances each job reads; train and valid are split the same number of ways.
     _nj=$(find "${stats_dir}/logdir" -maxdepth 1 -name 'valid.*.scp' | wc -l)
@@ -291,11 +293,7 @@ if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
         log "Stage 4: decoding ${dset} with the baseline (${_modes}; ${nj} jobs) -> ${tts_exp}/decode_<mode>/${dset}"
         rm -rf "${_logdir}"
         mkdir -p "${_logdir}"
-        _nj=$(( nj < $(wc -l < "${data_feats}/${dset}/text") ? nj : $(wc -l < "${data_feats}/${dset}/text") ))
-        _split=""
-        for n in $(seq "${_nj}"); do _split+=" ${_logdir}/keys.${n}.scp"; done
-        # shellcheck disable=SC2086
-        utils/split_scp.pl "${data_feats}/${dset}/text" ${_split}
+        split_for_jobs "${data_feats}/${dset}/text" "${_logdir}/keys"
         # shellcheck disable=SC2086
         ${decode_cmd} JOB=1:"${_nj}" "${_logdir}/decode.JOB.log" \
             ${python} -m ebm.bin.decode_baseline --model_file "${tts_exp}/${inference_model}" \
@@ -371,11 +369,7 @@ if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
             log "Stage 6: Langevin decoding of ${dset} from ${ebm_init} (${_tag}; ${nj} jobs) -> ${_dir}"
             rm -rf "${_dir}"
             mkdir -p "${_logdir}"
-            _nj=$(( nj < $(wc -l < "${data_feats}/${dset}/text") ? nj : $(wc -l < "${data_feats}/${dset}/text") ))
-            _split=""
-            for n in $(seq "${_nj}"); do _split+=" ${_logdir}/keys.${n}.scp"; done
-            # shellcheck disable=SC2086
-            utils/split_scp.pl "${data_feats}/${dset}/text" ${_split}
+            split_for_jobs "${data_feats}/${dset}/text" "${_logdir}/keys"
             # shellcheck disable=SC2086
             ${decode_cmd} JOB=1:"${_nj}" "${_logdir}/langevin.JOB.log" \
                 ${python} -m ebm.bin.langevin_decode --model_file "${ebm_exp}/${ebm_inference_model}" \

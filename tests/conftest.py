@@ -17,6 +17,17 @@ def repo():
     return REPO
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tests use tiny tensors: one thread is faster, and immune to OpenMP stalls when other jobs keep the cores busy."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def run_module(module, *args, cwd=None, check=False):
     """Run an entry point in a fresh interpreter; returns the CompletedProcess (stdout and stderr as text)."""
     env = dict(os.environ, PYTHONPATH=str(REPO))

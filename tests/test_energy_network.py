@@ -10,14 +10,6 @@ SMALL = dict(vocab_size=VOCAB, odim=ODIM, adim=32, aheads=2, elayers=1, eunits=6
              prenet_layers=2, prenet_chans=16, prenet_kernel=5, head_units=16)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one thread is faster, and immune to OpenMP stalls when another job keeps the cores busy."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def _pair(seed=0):
     """One utterance alone, and the same utterance padded (extra frames/tokens) in a batch with a longer one."""

@@ -9,13 +9,6 @@ from ebm.langevin import LangevinResult, LangevinSampler, langevin_from_config
 D = 4
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 class Quadratic:
     """E = 0.5 * ||Y - target(x)||^2 over valid cells, target a function of the text so that subsets of a batch

@@ -11,14 +11,6 @@ from ebm.negative_samplers import (SAMPLERS, FreeRunning, GaussianNoise, Langevi
 D = 80
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one thread is faster, and immune to OpenMP stalls when another job keeps the cores busy."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def _batch(lengths=(120, 77, 31), seed=0):
     g = torch.Generator().manual_seed(seed)

@@ -24,6 +24,29 @@ split_for_jobs() {
     # shellcheck disable=SC2086
     utils/split_scp.pl "${scp}" ${outs}
 }
+# espnet_train EXP MODULE [OPTIONS...]: ESPnet's launcher and trainer MODULE (Tacotron 2 or the EBM) on the
+# recipe's text, waveforms, shapes, tokens, features and normalisation; --resume true continues from
+# EXP/checkpoint.pth on a re-run. Extra OPTIONS (data streams, --config, user args) follow.
+espnet_train() {
+    local exp=$1 module=$2 part dset
+    shift 2
+    local data=""
+    for part in train valid; do
+        if [ ${part} = train ]; then dset=${train_set}; else dset=${dev_set}; fi
+        data+=" --${part}_data_path_and_name_and_type ${data_feats}/${dset}/text,text,text"
+        data+=" --${part}_data_path_and_name_and_type ${data_feats}/${dset}/wav.scp,speech,sound"
+        data+=" --${part}_shape_file ${stats_dir}/${part}/text_shape --${part}_shape_file ${stats_dir}/${part}/speech_shape"
+    done
+    # shellcheck disable=SC2086
+    ${python} -m espnet2.bin.launch --cmd "${cuda_cmd}" --log "${exp}/train.log" --ngpu "${ngpu}" \
+        --num_nodes "${num_nodes}" --init_file_prefix "${exp}/.dist_init_" \
+        --multiprocessing_distributed true -- \
+        ${python} -m "${module}" \
+            --use_preprocessor true ${token_opts} ${feats_opts} \
+            --normalize global_mvn --normalize_conf "stats_file=${stats_dir}/train/feats_stats.npz" \
+            ${data} --resume true --use_tensorboard false --output_dir "${exp}" "$@" \
+        || die_with_logs "training failed (log: ${exp}/train.log)" "${exp}/train.log"
+}
 SECONDS=0
 
 # General
@@ -259,25 +282,8 @@ if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ]; then
     else
         [ -n "${train_config}" ] || die "--train_config is required for stage 3"
         log "Stage 3: training Tacotron 2 (${train_config}) with ESPnet's trainer -> ${tts_exp} (log: ${tts_exp}/train.log)"
-        # --resume true: a re-run continues from ${tts_exp}/checkpoint.pth.
         # shellcheck disable=SC2086
-        ${python} -m espnet2.bin.launch --cmd "${cuda_cmd}" --log "${tts_exp}/train.log" --ngpu "${ngpu}" \
-            --num_nodes "${num_nodes}" --init_file_prefix "${tts_exp}/.dist_init_" \
-            --multiprocessing_distributed true -- \
-            ${python} -m espnet2.bin.tts_train \
-                --use_preprocessor true ${token_opts} ${feats_opts} \
-                --normalize global_mvn --normalize_conf "stats_file=${stats_dir}/train/feats_stats.npz" \
-                --train_data_path_and_name_and_type "${data_feats}/${train_set}/text,text,text" \
-                --train_data_path_and_name_and_type "${data_feats}/${train_set}/wav.scp,speech,sound" \
-                --train_shape_file "${stats_dir}/train/text_shape" \
-                --train_shape_file "${stats_dir}/train/speech_shape" \
-                --valid_data_path_and_name_and_type "${data_feats}/${dev_set}/text,text,text" \
-                --valid_data_path_and_name_and_type "${data_feats}/${dev_set}/wav.scp,speech,sound" \
-                --valid_shape_file "${stats_dir}/valid/text_shape" \
-                --valid_shape_file "${stats_dir}/valid/speech_shape" \
-                --resume true --use_tensorboard false \
-                --output_dir "${tts_exp}" --config "${train_config}" ${train_args} \
-            || die_with_logs "training failed (log: ${tts_exp}/train.log)" "${tts_exp}/train.log"
+        espnet_train "${tts_exp}" espnet2.bin.tts_train --config "${train_config}" ${train_args}
     fi
     [ -e "${tts_exp}/${inference_model}" ] || die "${tts_exp}/${inference_model} does not exist after stage 3"
     log "Stage 3: baseline ready: ${tts_exp}/${inference_model} ($(${python} -m ebm.bin.count_params \
@@ -327,9 +333,6 @@ if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
     _opts=""
     for part in train valid; do
         if [ ${part} = train ]; then dset=${train_set}; else dset=${dev_set}; fi
-        _opts+=" --${part}_data_path_and_name_and_type ${data_feats}/${dset}/text,text,text"
-        _opts+=" --${part}_data_path_and_name_and_type ${data_feats}/${dset}/wav.scp,speech,sound"
-        _opts+=" --${part}_shape_file ${stats_dir}/${part}/text_shape --${part}_shape_file ${stats_dir}/${part}/speech_shape"
         for mode in ${ebm_streams}; do
             case ${mode} in
                 teacher_forced) _name=tf_feats ;;
@@ -342,17 +345,8 @@ if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
         done
     done
     log "Stage 5: training the EBM (${ebm_config}; streams: ${ebm_streams}) -> ${ebm_exp} (log: ${ebm_exp}/train.log)"
-    # --resume true: a re-run continues from ${ebm_exp}/checkpoint.pth.
     # shellcheck disable=SC2086
-    ${python} -m espnet2.bin.launch --cmd "${cuda_cmd}" --log "${ebm_exp}/train.log" --ngpu "${ngpu}" \
-        --num_nodes "${num_nodes}" --init_file_prefix "${ebm_exp}/.dist_init_" \
-        --multiprocessing_distributed true -- \
-        ${python} -m ebm.bin.ebm_train \
-            --use_preprocessor true ${token_opts} ${feats_opts} \
-            --normalize global_mvn --normalize_conf "stats_file=${stats_dir}/train/feats_stats.npz" \
-            ${_opts} --resume true --use_tensorboard false \
-            --output_dir "${ebm_exp}" --config "${ebm_config}" ${ebm_args} \
-        || die_with_logs "EBM training failed (log: ${ebm_exp}/train.log)" "${ebm_exp}/train.log"
+    espnet_train "${ebm_exp}" ebm.bin.ebm_train ${_opts} --config "${ebm_config}" ${ebm_args}
     log "Stage 5: done: $(ls "${ebm_exp}"/*.ave.pth 2>/dev/null | tr '\n' ' ')"
 fi
 

@@ -32,3 +32,17 @@ def write_atomic(path, text):
     with open(tmp, "w", encoding="utf-8") as f:
         f.write(text)
     os.replace(tmp, path)
+
+
+def open_feats_scp(path):
+    """A dict-like reader of a feats.scp whose values are ``.npy`` files (ESPnet's decodes) or Kaldi arks."""
+    entries = read_scp(path)
+    if not entries:
+        raise EbmError(f"{path} is empty; rerun the stage that writes it")
+    if entries[0][1].endswith(".npy"):
+        from espnet2.fileio.npy_scp import NpyScpReader
+
+        return NpyScpReader(path)
+    import kaldiio
+
+    return kaldiio.load_scp(path)

@@ -262,17 +262,17 @@ class LangevinSampler:
         )
 
 
-_CONFIG_KEYS = ("steps", "step_size", "sigma", "temperature", "normalize_grad", "grad_clip", "update_clip",
+CONFIG_KEYS = ("steps", "step_size", "sigma", "temperature", "normalize_grad", "grad_clip", "update_clip",
                 "max_abs", "divergence_factor", "seed")
 
 
 def langevin_from_config(conf: Optional[dict] = None) -> LangevinSampler:
     """Build a sampler from a YAML-style dict; unknown keys are an error so a typo cannot silently do nothing."""
     conf = dict(conf or {})
-    unknown = sorted(set(conf) - set(_CONFIG_KEYS))
+    unknown = sorted(set(conf) - set(CONFIG_KEYS))
     if unknown:
-        raise ValueError(f"unknown Langevin option(s) {unknown}; valid: {list(_CONFIG_KEYS)}")
+        raise ValueError(f"unknown Langevin option(s) {unknown}; valid: {list(CONFIG_KEYS)}")
     return LangevinSampler(**conf)
 
 
-__all__ = ["LangevinSampler", "LangevinResult", "langevin_from_config"]
+__all__ = ["CONFIG_KEYS", "LangevinSampler", "LangevinResult", "langevin_from_config"]

@@ -150,3 +150,79 @@ def test_langevin_decoding_stage(ebm_recipe, monkeypatch):
         assert moved[key].shape == init[key].shape and not np.allclose(moved[key], init[key])
     energies = (ebm_recipe / EBM_EXP / "decode_langevin_steps2_from_free_running/dev/energy").read_text()
     assert all(len(line.split()) == 1 + 3 for line in energies.splitlines())
+
+
+@pytest.fixture(scope="module")
+def results_recipe(ebm_recipe):
+    """Stage 6 as above, then stage 7 with a short Griffin-Lim: the whole comparison on 5 + 5 utterances."""
+    proc = run_recipe(ebm_recipe, "--stage", "6", "--stop-stage", "7", *TINY, *EBM,
+                      "--ebm_inference_config", str(REPO / "egs/mini_espeak/tts1/conf/decode_ebm.yaml"),
+                      "--ebm_decode_steps", "0 2", "--griffin_lim_iters", "4")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return ebm_recipe
+
+
+def test_evaluation_stage_writes_results(results_recipe):
+    import json
+
+    md = (results_recipe / "RESULTS.md").read_text()
+    assert "| analysis-synthesis |" in md and "| Tacotron 2 |" in md and "ebm_train_ebm_tiny" in md
+    assert "Tacotron 2** on 5 eval utterances" in md  # the verdict: "beats" or "does not beat"
+    records = json.loads((results_recipe / "RESULTS.json").read_text())
+    assert [r["system"] for r in records] == ["analysis-synthesis", "tacotron2", "ebm", "ebm"]
+    ebm = [r for r in records if r["system"] == "ebm"]
+    assert sorted(r["steps"] for r in ebm) == [0, 2] and sum(r["chosen_on_dev"] for r in ebm) == 1
+    for r in records:
+        for key in ("mcd", "log_f0_rmse", "ffe"):
+            assert np.isfinite(r[key]) or key == "log_f0_rmse", (r["system"], key)
+        assert r["vocoder"] == "griffin_lim"
+    steps0 = next(r for r in ebm if r["steps"] == 0)
+    base = records[1]
+    assert abs(steps0["mcd"] - base["mcd"]) < 0.05  # 0 steps is Tacotron 2's own output through the same path
+    assert steps0["rtf"] > base["rtf"] > 0  # an EBM's RTF includes Tacotron 2's
+    scores = (results_recipe / EBM_EXP / "decode_langevin_steps2_from_free_running/eval1/scores_griffin_lim.tsv")
+    lines = scores.read_text().splitlines()
+    assert lines[0].split("\t") == ["utt", "mcd", "log_f0_rmse", "vde", "gpe", "ffe"] and len(lines) == 6
+    plots = sorted(p.name for p in (results_recipe / "exp/results_griffin_lim").glob("*.png"))
+    assert "metrics_vs_steps.png" in plots and "energy_vs_step.png" in plots and len(plots) == 5
+
+
+def test_evaluation_stage_reruns_only_what_changed(results_recipe):
+    proc = run_recipe(results_recipe, "--stage", "7", "--stop-stage", "7", *TINY, *EBM, "--griffin_lim_iters", "4")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stderr.count("is up to date") == 2 * 2 * 4  # 4 systems x 2 sets x (wavs, scores)
+    assert "vocoding" not in proc.stderr
+
+
+def test_evaluation_refuses_a_mismatching_vocoder(results_recipe, tmp_path):
+    voc = tmp_path / "voc"
+    voc.mkdir()
+    (voc / "checkpoint-1steps.pkl").write_bytes(b"")
+    (voc / "stats.h5").write_bytes(b"")
+    (voc / "config.yml").write_text("sampling_rate: 24000\nfft_size: 1024\nhop_size: 256\nwin_length: 1024\n"
+                                    "num_mels: 80\nfmin: 80\nfmax: 7600\n")
+    proc = run_recipe(results_recipe, "--stage", "7", "--stop-stage", "7", *TINY, *EBM,
+                      "--vocoder_file", str(voc / "checkpoint-1steps.pkl"))
+    assert proc.returncode != 0
+    assert "sampling_rate=24000 but the recipe's --fs is 22050" in proc.stderr
+    assert not list((results_recipe / "exp").glob("**/wav_pwg_voc/wav.scp"))
+
+
+def test_synthesis_from_text(results_recipe, tmp_path):
+    import soundfile as sf
+
+    from conftest import run_module
+
+    tts, ebm = results_recipe / EXP, results_recipe / EBM_EXP
+    common = ["--tts_config", tts / "config.yaml", "--tts_model", tts / "valid.loss.ave.pth",
+              "--tts_inference_config", REPO / "tests/data/decode_tacotron2_short.yaml",
+              "--ebm_config", ebm / "config.yaml", "--ebm_model", ebm / "valid.refine_gain.best.pth",
+              "--langevin_config", REPO / "egs/mini_espeak/tts1/conf/decode_ebm.yaml", "--steps", "2"]
+    run_module("ebm.bin.synthesize", *common, "--text", "The cat sat.", "--output", tmp_path / "a.wav",
+               cwd=results_recipe, check=True)
+    wav, fs = sf.read(tmp_path / "a.wav")
+    assert fs == 22050 and len(wav) > 256 and np.isfinite(wav).all()
+    proc = run_module("ebm.bin.synthesize", *common, "--text", "meet @ home ~", "--output", tmp_path / "b.wav",
+                      cwd=results_recipe)
+    assert proc.returncode == 1 and "outside the model's token list" in proc.stderr
+    assert not (tmp_path / "b.wav").exists()

@@ -18,8 +18,8 @@ import torch
 import yaml
 
 from ebm.cli import EbmError, run, setup_logging
-from ebm.io import read_scp
-from ebm.langevin import langevin_from_config
+from ebm.io import read_scp, write_atomic
+from ebm.langevin import CONFIG_KEYS, langevin_from_config
 
 
 def get_parser():
@@ -34,8 +34,25 @@ def get_parser():
     p.add_argument("--steps", type=int, default=None, help="overrides the config's steps (sweeps)")
     p.add_argument("--step_size", type=float, default=None, help="overrides the config's step_size")
     p.add_argument("--sigma", type=float, default=None, help="overrides the config's sigma")
+    p.add_argument("--init_name", default=None, help="what the initial hypotheses are (settings.yaml)")
     p.add_argument("--ngpu", type=int, default=0)
     return p
+
+
+def describe(sampler, train_args, model, args, batch_size):
+    """What stage 7 needs to label this decode: sampler options, the EBM's criteria, its size."""
+    criteria = (getattr(train_args, "model_conf", None) or {}).get("criteria") or []
+    names = [c.get("label") or c["name"] for c in criteria] if isinstance(criteria, list) else []
+    return {
+        "sampler": {k: getattr(sampler, k) for k in CONFIG_KEYS},
+        "batch_size": batch_size,
+        "init": args.init_name,
+        "init_scp": args.init_scp,
+        "criterion": "+".join(names) or None,
+        "model_file": args.model_file,
+        "train_config": args.train_config,
+        "params": int(sum(p.numel() for p in model.energy_network.parameters())),
+    }
 
 
 def main(argv=None):
@@ -86,6 +103,8 @@ def main(argv=None):
             t0 = time.perf_counter()
             res = sampler.run(model.energy_network, text, tl.to(device), y, fl.to(device), record_every)
             seconds = time.perf_counter() - t0
+            logging.info(f"{min(start + batch_size, len(keys))}/{len(keys)} utterances refined "
+                         f"({sampler.steps} steps, {seconds:.1f} s for this batch)")
             denorm = res.feats
             if model.normalize is not None:
                 denorm, _ = model.normalize.inverse(res.feats.clone(), fl.to(device))
@@ -98,8 +117,8 @@ def main(argv=None):
                     stop_lines.append(f"{k} step={int(res.stop_step[i])} reason={res.reasons[i]}\n")
                 rtf_lines.append(f"{k} {seconds * n / int(fl.sum()):.4f} {n}\n")
     for name, lines in [("energy", energy_lines), ("stopped", stop_lines), ("rtf", rtf_lines)]:
-        with open(f"{out}/{name}", "w") as f:
-            f.writelines(sorted(lines))
+        write_atomic(f"{out}/{name}", "".join(sorted(lines)))
+    write_atomic(f"{out}/settings.yaml", yaml.safe_dump(describe(sampler, train_args, model, args, batch_size)))
     e = np.array([[float(v) for v in line.split()[1:]] for line in energy_lines])
     logging.info(f"{len(keys)} utterances, {sampler.steps} steps: mean energy {e[:, 0].mean():.4g} -> "
                  f"{e[:, -1].mean():.4g}; {len(stop_lines)} chains stopped early -> {out}")

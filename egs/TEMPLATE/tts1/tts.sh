@@ -3,27 +3,8 @@
 # Read top to bottom: each stage says what it does, where it reads and where it writes.
 set -euo pipefail
 
-log() {
-    local fname=${BASH_SOURCE[1]##*/}
-    echo -e "$(date '+%Y-%m-%dT%H:%M:%S') (${fname}:${BASH_LINENO[0]}:${FUNCNAME[1]}) $*" >&2
-}
-die() { log "ERROR: $*"; exit 1; }
-# The failed jobs' own error lines, so that the user sees which file or utterance is wrong without opening logs.
-die_with_logs() {  # die_with_logs MESSAGE LOG...
-    local msg=$1; shift
-    grep -h -A 20 "^ERROR" "$@" 2>/dev/null | grep -v "^# " | head -n 40 >&2 || true
-    die "${msg}"
-}
-# split_for_jobs SCP PREFIX: PREFIX.1.scp .. PREFIX.N.scp for N = min(nj, lines of SCP); sets _nj to N.
-split_for_jobs() {
-    local scp=$1 prefix=$2 lines outs="" n
-    lines=$(wc -l < "${scp}")
-    _nj=$(( nj < lines ? nj : lines ))
-    mkdir -p "$(dirname "${prefix}")"
-    for n in $(seq "${_nj}"); do outs+=" ${prefix}.${n}.scp"; done
-    # shellcheck disable=SC2086
-    utils/split_scp.pl "${scp}" ${outs}
-}
+# log, die, die_with_logs, split_for_jobs
+. utils/recipe_lib.sh
 # espnet_train EXP MODULE [OPTIONS...]: ESPnet's launcher and trainer MODULE (Tacotron 2 or the EBM) on the
 # recipe's text, waveforms, shapes, tokens, features and normalisation; --resume true continues from
 # EXP/checkpoint.pth on a re-run. Extra OPTIONS (data streams, --config, user args) follow.
@@ -51,7 +32,7 @@ SECONDS=0
 
 # General
 stage=0               # first stage to run
-stop_stage=6          # last stage to run (stage 7 is added by a later release)
+stop_stage=7          # last stage to run
 nj=2                  # parallel jobs for data, statistics and decoding stages
 ngpu=0                # GPUs for training (0: CPU)
 python=python3        # the venv's Python (path.sh puts it first on PATH)
@@ -108,12 +89,19 @@ ebm_inference_config=""   # conf/decode_ebm.yaml: LangevinSampler options
 ebm_inference_model=valid.refine_gain.best.pth  # which checkpoint of ${ebm_exp} decodes
 ebm_init=free_running     # initial hypotheses: a stage 4 decode mode (free_running or teacher_forced)
 ebm_decode_steps=""       # sweep: one decode directory per step count (e.g. "1 10 100 300"); empty: the config's
+ebm_decode_step_sizes=""  # sweep: ... and per lambda (e.g. "0.01 0.1"); empty: the config's
+
+# Vocoding and evaluation (stage 7)
+vocoder_file=""           # parallel-wavegan .pkl with config.yml and stats.h5 beside it (egs/<corpus>/voc1); empty: Griffin-Lim
+griffin_lim_iters=32
+eval_ebm_decodes=""       # Langevin decode dirs to compare; empty: every ${expdir}/ebm_*/decode_langevin*_from_*
+results=RESULTS.md        # the comparison table; RESULTS.json beside it, plots in ${expdir}/results_<vocoder>/
 
 help_message=$(cat <<EOF
 Usage: $0 --train_set <name> --dev_set <name> --eval_sets "<names>" [options]
   Stages: 0 corpus (local/data.sh)  1 Kaldi data dirs + audio check  2 tokens + feature statistics
           3 Tacotron 2 baseline (train, or import with --baseline_model_file)  4 baseline decoding
-          5 EBM training  6 Langevin decoding
+          5 EBM training  6 Langevin decoding  7 vocoding and evaluation against Tacotron 2 (RESULTS.md)
 Options (--name value; dashes or underscores):
   --stage, --stop_stage ${stage} ${stop_stage}   --nj ${nj}   --ngpu ${ngpu}
   --db_root DIR   --local_data_opts "..."   --on_rate_mismatch resample|error
@@ -123,7 +111,8 @@ Options (--name value; dashes or underscores):
   --inference_config FILE   --inference_model ${inference_model}   --baseline_num_samples N
   --ebm_config FILE   --ebm_args "..."   --ebm_streams "${ebm_streams}"
   --ebm_inference_config FILE   --ebm_inference_model ${ebm_inference_model}   --ebm_init ${ebm_init}
-  --ebm_decode_steps "1 10 100 300"
+  --ebm_decode_steps "1 10 100 300"   --ebm_decode_step_sizes "0.01 0.1"
+  --vocoder_file PKL (default: Griffin-Lim)   --eval_ebm_decodes "DIR..."   --results ${results}
   --dumpdir ${dumpdir}   --expdir ${expdir}
 EOF
 )
@@ -352,33 +341,131 @@ fi
 
 if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
     [ -e "${ebm_exp}/${ebm_inference_model}" ] || die "no EBM at ${ebm_exp}/${ebm_inference_model}: run stage 5"
-    _settings=${ebm_decode_steps:-config}
-    for _steps in ${_settings}; do
-        if [ "${_steps}" = config ]; then _tag=langevin; _opt=""; else _tag=langevin_steps${_steps}; _opt="--steps ${_steps}"; fi
-        for dset in ${dev_set} ${eval_sets}; do
-            _init=${tts_exp}/decode_${ebm_init}/${dset}/denorm/feats.scp
-            [ -f "${_init}" ] || die "${_init} is missing: run stage 4"
-            _dir=${ebm_exp}/decode_${_tag}_from_${ebm_init}/${dset}
-            _logdir=${_dir}/log
-            log "Stage 6: Langevin decoding of ${dset} from ${ebm_init} (${_tag}; ${nj} jobs) -> ${_dir}"
-            rm -rf "${_dir}"
-            mkdir -p "${_logdir}"
-            split_for_jobs "${data_feats}/${dset}/text" "${_logdir}/keys"
-            # shellcheck disable=SC2086
-            ${decode_cmd} JOB=1:"${_nj}" "${_logdir}/langevin.JOB.log" \
-                ${python} -m ebm.bin.langevin_decode --model_file "${ebm_exp}/${ebm_inference_model}" \
-                    --train_config "${ebm_exp}/config.yaml" ${ebm_inference_config:+--config "${ebm_inference_config}"} \
-                    --text "${data_feats}/${dset}/text" --init_scp "${_init}" --key_file "${_logdir}/keys.JOB.scp" \
-                    --output_dir "${_logdir}/output.JOB" ${_opt} \
-                || die_with_logs "Langevin decoding of ${dset} failed (logs: ${_logdir}/langevin.*.log)" \
-                    "${_logdir}"/langevin.*.log
-            mkdir -p "${_dir}"/{norm,denorm}
-            for f in norm/feats.scp denorm/feats.scp energy stopped rtf; do
-                for n in $(seq "${_nj}"); do cat "${_logdir}/output.${n}/${f}"; done | LC_ALL=C sort > "${_dir}/${f}"
+    for _steps in ${ebm_decode_steps:-config}; do
+        for _lambda in ${ebm_decode_step_sizes:-config}; do
+            _tag=langevin; _opt=""
+            [ "${_steps}" = config ] || { _tag+=_steps${_steps}; _opt+=" --steps ${_steps}"; }
+            [ "${_lambda}" = config ] || { _tag+=_lambda${_lambda}; _opt+=" --step_size ${_lambda}"; }
+            for dset in ${dev_set} ${eval_sets}; do
+                _init=${tts_exp}/decode_${ebm_init}/${dset}/denorm/feats.scp
+                [ -f "${_init}" ] || die "${_init} is missing: run stage 4"
+                _dir=${ebm_exp}/decode_${_tag}_from_${ebm_init}/${dset}
+                _logdir=${_dir}/log
+                log "Stage 6: Langevin decoding of ${dset} from ${ebm_init} (${_tag}; ${nj} jobs) -> ${_dir}"
+                rm -rf "${_dir}"
+                mkdir -p "${_logdir}"
+                split_for_jobs "${data_feats}/${dset}/text" "${_logdir}/keys"
+                # shellcheck disable=SC2086
+                ${decode_cmd} JOB=1:"${_nj}" "${_logdir}/langevin.JOB.log" \
+                    ${python} -m ebm.bin.langevin_decode --model_file "${ebm_exp}/${ebm_inference_model}" \
+                        --train_config "${ebm_exp}/config.yaml" ${ebm_inference_config:+--config "${ebm_inference_config}"} \
+                        --text "${data_feats}/${dset}/text" --init_scp "${_init}" --init_name "${ebm_init}" \
+                        --key_file "${_logdir}/keys.JOB.scp" --output_dir "${_logdir}/output.JOB" ${_opt} \
+                    || die_with_logs "Langevin decoding of ${dset} failed (logs: ${_logdir}/langevin.*.log)" \
+                        "${_logdir}"/langevin.*.log
+                mkdir -p "${_dir}"/{norm,denorm}
+                for f in norm/feats.scp denorm/feats.scp energy stopped rtf; do
+                    for n in $(seq "${_nj}"); do cat "${_logdir}/output.${n}/${f}"; done | LC_ALL=C sort > "${_dir}/${f}"
+                done
+                cp "${_logdir}/output.1/settings.yaml" "$(dirname "${_dir}")/settings.yaml"
+                log "$(wc -l < "${_dir}/stopped") of $(wc -l < "${_dir}/rtf") chains stopped early (see ${_dir}/stopped)"
             done
-            log "$(wc -l < "${_dir}/stopped") of $(wc -l < "${_dir}/rtf") chains stopped early (see ${_dir}/stopped)"
         done
     done
+fi
+
+if [ ${stage} -le 7 ] && [ ${stop_stage} -ge 7 ]; then
+    # One vocoder for every row; its tag names the outputs, so decodes vocoded with another one are never mixed in.
+    if [ -n "${vocoder_file}" ]; then
+        [ -f "${vocoder_file}" ] || die "--vocoder_file ${vocoder_file} does not exist"
+        _vtag=pwg_$(basename "$(cd "$(dirname "${vocoder_file}")" && pwd)")
+    else
+        _vtag=griffin_lim
+    fi
+    _fopts="--fs ${fs} --n_fft ${n_fft} --n_shift ${n_shift} --win_length ${win_length} --n_mels ${n_mels}"
+    _fopts+=" --fmin ${fmin} --fmax ${fmax}"
+    _vopts="${_fopts} --griffin_lim_iters ${griffin_lim_iters}"
+    [ -z "${vocoder_file}" ] || _vopts+=" --vocoder_file ${vocoder_file}"
+    _gt=${expdir}/analysis_synthesis
+    _base=${tts_exp}/decode_free_running
+    if [ -n "${eval_ebm_decodes}" ]; then
+        _ebms=${eval_ebm_decodes}
+    else
+        _ebms=$(find "${expdir}" -mindepth 2 -maxdepth 2 -type d -path "${expdir}/ebm_*/decode_langevin*_from_*" | LC_ALL=C sort)
+    fi
+    log "Stage 7: vocoder ${_vtag}; systems: analysis-synthesis, Tacotron 2 (${_base}), $(echo ${_ebms} | wc -w) Langevin decodes"
+    for _sys in ${_gt} ${_base} ${_ebms}; do
+        for dset in ${dev_set} ${eval_set}; do
+            if [ "${_sys}" = "${_gt}" ]; then
+                _src=${data_feats}/${dset}/wav.scp; _srcopt="--wav_scp ${_src}"
+            else
+                _src=${_sys}/${dset}/denorm/feats.scp; _srcopt="--feats_scp ${_src}"
+            fi
+            [ -f "${_src}" ] || die "${_src} is missing: run the stage that decodes ${_sys}"
+            _wavdir=${_sys}/${dset}/wav_${_vtag}
+            # Up-to-date outputs (newer than their inputs) are kept: re-running stage 7 only does what changed.
+            if [ -f "${_wavdir}/wav.scp" ] && [ "${_wavdir}/wav.scp" -nt "${_src}" ]; then
+                log "Stage 7: ${_wavdir} is up to date"
+            else
+                log "Stage 7: vocoding ${_sys}/${dset} (${nj} jobs) -> ${_wavdir}"
+                rm -rf "${_wavdir}"
+                mkdir -p "${_wavdir}/log"
+                split_for_jobs "${data_feats}/${dset}/text" "${_wavdir}/log/keys"
+                # shellcheck disable=SC2086
+                ${decode_cmd} JOB=1:"${_nj}" "${_wavdir}/log/vocode.JOB.log" \
+                    ${python} -m ebm.bin.vocode ${_srcopt} --key_file "${_wavdir}/log/keys.JOB.scp" \
+                        --output_dir "${_wavdir}/log/output.JOB" ${_vopts} \
+                    || die_with_logs "vocoding ${_sys}/${dset} failed (logs: ${_wavdir}/log/vocode.*.log)" \
+                        "${_wavdir}"/log/vocode.*.log
+                for n in $(seq "${_nj}"); do cat "${_wavdir}/log/output.${n}/wav.scp"; done | LC_ALL=C sort \
+                    > "${_wavdir}/wav.scp.tmp"
+                mv "${_wavdir}/wav.scp.tmp" "${_wavdir}/wav.scp"
+            fi
+        done
+    done
+    # Scoring: one pass per set over every system whose scores are older than its wavs, so that each reference is
+    # analysed once however many Langevin settings are compared.
+    for dset in ${dev_set} ${eval_set}; do
+        _todo=()
+        for _sys in ${_gt} ${_base} ${_ebms}; do
+            _scores=${_sys}/${dset}/scores_${_vtag}.tsv
+            if [ -f "${_scores}" ] && [ "${_scores}" -nt "${_sys}/${dset}/wav_${_vtag}/wav.scp" ]; then
+                log "Stage 7: ${_scores} is up to date"
+            else
+                _todo+=("${_sys}")
+            fi
+        done
+        [ ${#_todo[@]} -gt 0 ] || continue
+        _logdir=${expdir}/score_logs_${_vtag}/${dset}
+        log "Stage 7: scoring ${#_todo[@]} systems on ${dset} against ${data_feats}/${dset} (${nj} jobs; logs: ${_logdir})"
+        rm -rf "${_logdir}"
+        mkdir -p "${_logdir}"
+        split_for_jobs "${data_feats}/${dset}/text" "${_logdir}/keys"
+        _opts=""
+        for i in "${!_todo[@]}"; do _opts+=" --system ${_todo[$i]}/${dset}/wav_${_vtag}/wav.scp ${_logdir}/scores.${i}.JOB.tsv"; done
+        # shellcheck disable=SC2086
+        ${decode_cmd} JOB=1:"${_nj}" "${_logdir}/score.JOB.log" \
+            ${python} -m ebm.bin.score_wavs --ref_wav_scp "${data_feats}/${dset}/wav.scp" \
+                --key_file "${_logdir}/keys.JOB.scp" --n_shift "${n_shift}" ${_opts} \
+            || die_with_logs "scoring ${dset} failed (logs: ${_logdir}/score.*.log)" "${_logdir}"/score.*.log
+        for i in "${!_todo[@]}"; do
+            _scores=${_todo[$i]}/${dset}/scores_${_vtag}.tsv
+            { head -n 1 "${_logdir}/scores.${i}.1.tsv"
+              for n in $(seq "${_nj}"); do tail -n +2 "${_logdir}/scores.${i}.${n}.tsv"; done | LC_ALL=C sort
+            } > "${_scores}.tmp"
+            mv "${_scores}.tmp" "${_scores}"
+        done
+    done
+    _opts=""
+    for _d in ${_ebms}; do _opts+=" --ebm ${_d}"; done
+    _params=$(${python} -m ebm.bin.count_params --config "${tts_exp}/config.yaml" --model_file "${tts_exp}/${inference_model}")
+    log "Stage 7: writing ${results} and ${results%.md}.json (plots: ${expdir}/results_${_vtag})"
+    # shellcheck disable=SC2086
+    ${python} -m ebm.bin.make_results --dev_set "${dev_set}" --eval_set "${eval_set}" --vocoder_tag "${_vtag}" \
+        --ground_truth "${_gt}" --baseline "${_base}" --baseline_params "${_params}" ${_opts} \
+        --ref_wav_scp "${data_feats}/${eval_set}/wav.scp" ${_fopts} \
+        --title "$(basename "$(dirname "${PWD}")")" --plot_dir "${expdir}/results_${_vtag}" \
+        --output_md "${results}" --output_json "${results%.md}.json"
 fi
 
 log "Successfully finished stages ${stage}-${stop_stage} [elapsed=${SECONDS}s]"

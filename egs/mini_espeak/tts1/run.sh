@@ -13,4 +13,5 @@ set -euo pipefail
     --inference_config conf/decode_tacotron2.yaml \
     --ebm_config conf/tuning/train_ebm_nce.yaml \
     --ebm_inference_config conf/decode_ebm.yaml \
+    --ebm_decode_steps "1 10 100 300" \
     "$@"

@@ -1,0 +1,270 @@
+"""Collect stage 7's scores into RESULTS.md, RESULTS.json and plots: the EBM against Tacotron 2.
+
+Rows: the references through the vocoder (analysis-synthesis: the floor any system can reach with it), Tacotron 2's
+free-running decodes, and every Langevin decode of every EBM given. For each EBM (one ``exp/ebm_*`` directory,
+i.e. one training criterion) the setting with the lowest *dev* MCD is marked; the verdict compares its *eval*
+numbers with Tacotron 2's. Eval never chooses anything.
+"""
+
+import argparse
+import json
+import logging
+import math
+import os
+import re
+
+import numpy as np
+import soundfile as sf
+import yaml
+
+from ebm.bin.score_wavs import COLUMNS, read_scores
+from ebm.cli import EbmError, run, setup_logging
+from ebm.io import read_scp, write_atomic
+from ebm.vocoder import FeatureSettings
+
+
+def get_parser():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--dev_set", required=True)
+    p.add_argument("--eval_set", required=True)
+    p.add_argument("--vocoder_tag", required=True, help="scores_<tag>.tsv and wav_<tag>/ in every system dir")
+    p.add_argument("--ground_truth", required=True, help="analysis-synthesis dir (<set>/scores_<tag>.tsv)")
+    p.add_argument("--baseline", required=True, help="Tacotron 2's decode dir (<set>/{rtf,scores_<tag>.tsv})")
+    p.add_argument("--baseline_params", type=int, default=None)
+    p.add_argument("--ebm", action="append", default=[], help="a Langevin decode dir (repeatable)")
+    p.add_argument("--ref_wav_scp", default=None, help="eval references: their mels head the mel plots")
+    for name, default in [("fs", 22050), ("n_fft", 1024), ("n_shift", 256), ("win_length", None),
+                          ("n_mels", 80), ("fmin", 80), ("fmax", 7600)]:
+        p.add_argument(f"--{name}", type=int, default=default)
+    p.add_argument("--num_mel_plots", type=int, default=3)
+    p.add_argument("--output_md", required=True)
+    p.add_argument("--output_json", required=True)
+    p.add_argument("--plot_dir", required=True)
+    p.add_argument("--title", default="")
+    return p
+
+
+def mean_scores(path):
+    if not os.path.isfile(path):
+        raise EbmError(f"{path} is missing: rerun stage 7 (its vocoding and scoring) for this system")
+    scores = read_scores(path)
+    if not scores:
+        raise EbmError(f"{path} has no utterances")
+    out = {c: float(np.nanmean([s[c] for s in scores.values()])) for c in COLUMNS}
+    out["n_utts"] = len(scores)
+    return out
+
+
+def rtf(path, fs, n_shift):
+    """Seconds of computation per second of audio, from a ``key seconds frames`` file."""
+    if not os.path.isfile(path):
+        return None
+    sec = frames = 0.0
+    with open(path) as f:
+        for line in f:
+            _, s, n = line.split()
+            sec, frames = sec + float(s), frames + int(n)
+    return sec / (frames * n_shift / fs) if frames else None
+
+
+def system_record(name, sysdir, args, **extra):
+    rec = {"system": name, "dir": sysdir, **extra}
+    for part, dset in (("dev", args.dev_set), ("eval", args.eval_set)):
+        rec[part] = mean_scores(os.path.join(sysdir, dset, f"scores_{args.vocoder_tag}.tsv"))
+        rec[part]["rtf"] = rtf(os.path.join(sysdir, dset, "rtf"), args.fs, args.n_shift)
+    return rec
+
+
+def ebm_record(ddir, args, baseline):
+    settings_file = os.path.join(ddir, "settings.yaml")
+    if not os.path.isfile(settings_file):
+        raise EbmError(f"{settings_file} is missing: rerun stage 6 for {ddir}")
+    with open(settings_file) as f:
+        st = yaml.safe_load(f)
+    rec = system_record("ebm", ddir, args, exp=os.path.dirname(os.path.normpath(ddir)),
+                        criterion=st.get("criterion"), init=st.get("init"), steps=st["sampler"]["steps"],
+                        step_size=st["sampler"]["step_size"], sigma=st["sampler"]["sigma"],
+                        normalize_grad=st["sampler"].get("normalize_grad"), params=st.get("params"))
+    for part in ("dev", "eval"):  # refinement cost on its own, and the whole system's (Tacotron 2 + Langevin)
+        r, b = rec[part]["rtf"], baseline[part]["rtf"]
+        rec[part]["rtf_refine"] = r
+        rec[part]["rtf"] = (r + b) if (r is not None and b is not None) else r
+    return rec
+
+
+def fmt(v, nd=3):
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "-"
+    return f"{v:.{nd}f}" if isinstance(v, float) else str(v)
+
+
+def verdict(best, base):
+    e, b = best["eval"], base["eval"]
+    rel = 100.0 * (e["mcd"] - b["mcd"]) / b["mcd"]
+    wins = {
+        "MCD": e["mcd"] < b["mcd"],
+        "log-F0 RMSE": e["log_f0_rmse"] <= b["log_f0_rmse"],
+        "FFE": e["ffe"] <= b["ffe"],
+    }
+    beats = all(wins.values())
+    what = ", ".join(f"{k} {'better' if v else 'WORSE'}" for k, v in wins.items())
+    return (f"**{'beats' if beats else 'does not beat'} Tacotron 2** on {best['eval']['n_utts']} eval utterances: "
+            f"MCD {e['mcd']:.3f} vs {b['mcd']:.3f} dB ({rel:+.1f}%), log-F0 RMSE {e['log_f0_rmse']:.4f} vs "
+            f"{b['log_f0_rmse']:.4f}, FFE {e['ffe']:.4f} vs {b['ffe']:.4f} ({what})")
+
+
+def plots(records, base, gt, best_by_exp, args):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    os.makedirs(args.plot_dir, exist_ok=True)
+    written = []
+    # Quality and cost against Langevin steps, one line per EBM and step size; Tacotron 2 as the reference line.
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    groups = {}
+    for r in records:
+        groups.setdefault((os.path.basename(r["exp"]), r["step_size"], r["sigma"]), []).append(r)
+    for (exp, lam, sig), rs in sorted(groups.items(), key=lambda kv: str(kv[0])):
+        rs = sorted(rs, key=lambda r: r["steps"])
+        xs = [max(r["steps"], 0.5) for r in rs]
+        label = f"{exp} lambda={lam} sigma={sig}"
+        axes[0].plot(xs, [r["dev"]["mcd"] for r in rs], "o--", label=f"{label} (dev)")
+        axes[0].plot(xs, [r["eval"]["mcd"] for r in rs], "o-", label=f"{label} (eval)")
+        axes[1].plot(xs, [r["eval"]["log_f0_rmse"] for r in rs], "o-", label=label)
+        axes[2].plot(xs, [r["eval"]["rtf"] or np.nan for r in rs], "o-", label=label)
+    for ax, key, ylabel in ((axes[0], "mcd", "MCD (dB)"), (axes[1], "log_f0_rmse", "log-F0 RMSE"),
+                            (axes[2], "rtf", "RTF (Tacotron 2 + Langevin)")):
+        if base["eval"].get(key) is not None:
+            ax.axhline(base["eval"][key], color="k", ls=":", label="Tacotron 2 (eval)")
+        if key != "rtf":
+            ax.axhline(gt["eval"][key], color="gray", ls="-.", label="analysis-synthesis (eval)")
+        ax.set_xscale("log")
+        ax.set_xlabel("Langevin steps")
+        ax.set_ylabel(ylabel)
+    axes[0].legend(fontsize=6)
+    fig.tight_layout()
+    path = os.path.join(args.plot_dir, "metrics_vs_steps.png")
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    written.append(path)
+
+    # Energy along the chain (eval, mean over utterances), for the longest decode of each EBM.
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for exp in sorted({r["exp"] for r in records}):
+        longest = max((r for r in records if r["exp"] == exp), key=lambda r: r["steps"])
+        efile = os.path.join(longest["dir"], args.eval_set, "energy")
+        if not os.path.isfile(efile):
+            continue
+        with open(efile) as f:
+            rows = [np.array([float(v) for v in line.split()[1:]]) for line in f if line.strip()]
+        n = min(len(r) for r in rows)
+        ax.plot(np.mean([r[:n] for r in rows], axis=0),
+                label=f"{os.path.basename(exp)} (lambda={longest['step_size']})")
+    ax.set_xlabel("recorded Langevin step")
+    ax.set_ylabel("mean energy (eval)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    path = os.path.join(args.plot_dir, "energy_vs_step.png")
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    written.append(path)
+
+    # Mels of a few eval utterances: reference (analysis), Tacotron 2, each EBM at its dev-chosen setting.
+    from ebm.io import open_feats_scp
+
+    base_scp = os.path.join(base["dir"], args.eval_set, "denorm", "feats.scp")
+    if os.path.isfile(base_scp) and args.num_mel_plots > 0:
+        base_r = open_feats_scp(base_scp)
+        ebm_r = {exp: open_feats_scp(os.path.join(r["dir"], args.eval_set, "denorm", "feats.scp"))
+                 for exp, r in best_by_exp.items()}
+        refs = dict(read_scp(args.ref_wav_scp)) if args.ref_wav_scp else {}
+        settings = FeatureSettings(args.fs, args.n_fft, args.n_shift, args.win_length, args.n_mels, args.fmin,
+                                   args.fmax)
+        for key in sorted(base_r.keys())[: args.num_mel_plots]:
+            panels = []
+            if key in refs:
+                panels.append(("reference", settings.logmel(sf.read(refs[key], dtype="float32")[0])))
+            panels.append(("Tacotron 2", base_r[key]))
+            panels += [(f"{os.path.basename(exp)} ({best_by_exp[exp]['steps']} steps)", r[key])
+                       for exp, r in ebm_r.items()]
+            fig, axes = plt.subplots(len(panels), 1, figsize=(8, 2.2 * len(panels)))
+            for ax, (title, mel) in zip(np.atleast_1d(axes), panels):
+                ax.imshow(np.asarray(mel).T, origin="lower", aspect="auto", interpolation="none")
+                ax.set_title(f"{key}: {title}", fontsize=8)
+            fig.tight_layout()
+            path = os.path.join(args.plot_dir, f"mel_{key}.png")
+            fig.savefig(path, dpi=90)
+            plt.close(fig)
+            written.append(path)
+    return written
+
+
+def main(argv=None):
+    args = get_parser().parse_args(argv)
+    setup_logging()
+    gt = system_record("analysis-synthesis", args.ground_truth, args)
+    base = system_record("tacotron2", args.baseline, args, params=args.baseline_params)
+    records = [ebm_record(d, args, base) for d in args.ebm]
+    best_by_exp = {}
+    for r in records:
+        cur = best_by_exp.get(r["exp"])
+        if cur is None or r["dev"]["mcd"] < cur["dev"]["mcd"]:
+            best_by_exp[r["exp"]] = r
+    for r in records:
+        r["chosen_on_dev"] = best_by_exp[r["exp"]] is r
+    figures = plots(records, base, gt, best_by_exp, args) if records else []
+
+    cols = ["mcd", "log_f0_rmse", "vde", "gpe", "ffe"]
+    head = ("| system | criterion | init | steps | lambda | sigma | dev MCD | eval MCD | eval log-F0 RMSE | "
+            "eval VDE | eval GPE | eval FFE | eval RTF | params |\n|" + "---|" * 14 + "\n")
+
+    def row(r, name):
+        e = r["eval"]
+        return (f"| {name} | {r.get('criterion') or '-'} | {r.get('init') or '-'} | {fmt(r.get('steps'))} | "
+                f"{fmt(r.get('step_size'), 4)} | {fmt(r.get('sigma'), 2)} | {fmt(r['dev']['mcd'])} | "
+                + " | ".join(fmt(e[c], 3 if c == "mcd" else 4) for c in cols)
+                + f" | {fmt(e.get('rtf'), 3)} | {fmt(r.get('params'))} |\n")
+
+    md = [f"# RESULTS{(': ' + args.title) if args.title else ''}\n\n",
+          f"Eval set `{args.eval_set}`, settings chosen on `{args.dev_set}`; vocoder `{args.vocoder_tag}` for every "
+          "row. Metrics (definitions in `ebm/metrics.py`): MCD in dB (mel-cepstrum order 34, c0 included, DTW), "
+          "log-F0 RMSE (natural log, WORLD harvest, frames voiced in both), VDE, GPE (20%), FFE. RTF: seconds of "
+          "computation per second of audio on this machine; an EBM's RTF is Tacotron 2's plus Langevin's. "
+          "**Bold** marks each EBM's setting chosen on dev (lowest dev MCD).\n\n",
+          "## Verdict (eval, at the dev-chosen setting)\n\n"]
+    if not records:
+        md.append("No EBM decodes were given (stage 6 not run?).\n")
+    for exp, best in sorted(best_by_exp.items()):
+        md.append(f"- `{os.path.basename(exp)}` ({best['criterion']}; {best['steps']} steps, lambda "
+                  f"{best['step_size']}, sigma {best['sigma']}, from {best['init']}): {verdict(best, base)}\n")
+    md += ["\n## All systems\n\n", head, row(gt, "analysis-synthesis"), row(base, "Tacotron 2")]
+    for r in sorted(records, key=lambda r: (r["exp"], r["step_size"], r["sigma"], r["steps"])):
+        name = f"EBM `{os.path.basename(r['exp'])}`"
+        md.append(row(r, f"**{name}**" if r["chosen_on_dev"] else name))
+    md.append("\nPer-utterance scores: `<decode dir>/<set>/scores_" + args.vocoder_tag + ".tsv`; plots: "
+              + ", ".join(f"`{os.path.relpath(p, os.path.dirname(os.path.abspath(args.output_md)))}`"
+                          for p in figures) + "\n")
+    write_atomic(args.output_md, "".join(md))
+
+    def js(r):
+        out = {k: r.get(k) for k in ("system", "criterion", "init", "steps", "step_size", "sigma", "params")}
+        out["lambda"] = out.pop("step_size")
+        out["exp"] = os.path.basename(r["exp"]) if r.get("exp") else None
+        out["chosen_on_dev"] = r.get("chosen_on_dev", False)
+        out["vocoder"] = args.vocoder_tag
+        for part in ("eval", "dev"):
+            out[part] = {k: v for k, v in r[part].items()}
+        for k in ("mcd", "log_f0_rmse", "ffe", "rtf"):
+            out[k] = r["eval"].get(k)
+        return out
+
+    write_atomic(args.output_json, json.dumps([js(gt), js(base)] + [js(r) for r in records], indent=1) + "\n")
+    logging.info(f"wrote {args.output_md}, {args.output_json} and {len(figures)} plots in {args.plot_dir}")
+    for exp, best in sorted(best_by_exp.items()):
+        logging.info(f"{os.path.basename(exp)}: " + re.sub(r"\*\*", "", verdict(best, base)))
+
+
+if __name__ == "__main__":
+    run(main)

@@ -1,0 +1,95 @@
+"""Turn mels into waveforms with the recipe's vocoder (stage 7).
+
+Input is either a decode's denormalised ``feats.scp`` (npy or ark), or, for the analysis-synthesis row, the
+reference ``wav.scp``: its mels are computed with ESPnet's LogMelFbank at the recipe's settings, so the row shows
+what the vocoder alone costs. Writes ``OUTPUT_DIR/<key>.wav`` (each through a temporary name) and
+``OUTPUT_DIR/wav.scp`` last, so a directory with a ``wav.scp`` is complete.
+"""
+
+import argparse
+import logging
+import os
+import time
+
+import numpy as np
+import soundfile as sf
+
+from ebm.cli import EbmError, run, setup_logging
+from ebm.io import open_feats_scp, read_scp, write_atomic
+from ebm.vocoder import FeatureSettings, load_vocoder
+
+
+def get_parser():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--feats_scp", help="denormalised log mels (T, n_mels) per utterance")
+    src.add_argument("--wav_scp", help="reference audio: analysis-synthesis through the vocoder")
+    p.add_argument("--key_file", default=None, help="only these utterances (a job's share)")
+    p.add_argument("--output_dir", required=True)
+    p.add_argument("--vocoder_file", default="", help="parallel-wavegan .pkl (config.yml, stats.h5 beside); "
+                   "empty: Griffin-Lim")
+    p.add_argument("--griffin_lim_iters", type=int, default=32)
+    for name, default in [("fs", 22050), ("n_fft", 1024), ("n_shift", 256), ("win_length", None),
+                          ("n_mels", 80), ("fmin", 80), ("fmax", 7600)]:
+        p.add_argument(f"--{name}", type=int, default=default)
+    p.add_argument("--ngpu", type=int, default=0)
+    return p
+
+
+def read_mel(key, source, settings, reader):
+    if reader is not None:
+        mel = np.asarray(reader[key], dtype=np.float32)
+    else:
+        try:
+            wav, fs = sf.read(source, dtype="float32")
+        except Exception as e:  # soundfile's errors do not name the file
+            raise EbmError(f"{key}: cannot read {source} ({e}); rerun stage 1") from None
+        if fs != settings.fs:
+            raise EbmError(f"{key}: {source} is at {fs} Hz, the recipe's --fs is {settings.fs}; rerun stage 1")
+        mel = settings.logmel(wav)
+    if mel.ndim != 2 or mel.shape[1] != settings.n_mels:
+        raise EbmError(f"{key}: mel of shape {mel.shape}, expected (frames, {settings.n_mels})")
+    if not np.isfinite(mel).all():
+        raise EbmError(f"{key}: the mel has non-finite values; its decode failed (see the decode's logs)")
+    return mel
+
+
+def main(argv=None):
+    args = get_parser().parse_args(argv)
+    setup_logging()
+    settings = FeatureSettings(args.fs, args.n_fft, args.n_shift, args.win_length, args.n_mels, args.fmin, args.fmax)
+    vocoder = load_vocoder(args.vocoder_file, settings, args.griffin_lim_iters,
+                           "cuda" if args.ngpu > 0 else "cpu")
+    if args.feats_scp:
+        reader = open_feats_scp(args.feats_scp)
+        sources = {k: args.feats_scp for k in reader.keys()}
+    else:
+        reader = None
+        sources = dict(read_scp(args.wav_scp))
+    keys = [k for k, _ in read_scp(args.key_file, allow_empty_value=True)] if args.key_file else sorted(sources)
+    missing = [k for k in keys if k not in sources]
+    if missing:
+        raise EbmError(f"{len(missing)} utterances are not in {args.feats_scp or args.wav_scp}, e.g. {missing[:3]}")
+
+    os.makedirs(args.output_dir, exist_ok=True)
+    lines, t0, audio_s = [], time.perf_counter(), 0.0
+    for i, key in enumerate(keys, 1):
+        wav = vocoder(read_mel(key, sources[key], settings, reader))
+        path = os.path.join(args.output_dir, f"{key}.wav")
+        tmp = f"{path}.tmp.wav"
+        peak = float(np.abs(wav).max()) if wav.size else 0.0
+        if peak > 1.0:  # Griffin-Lim and GAN vocoders can overshoot; clipping would add distortion the metrics see
+            wav = wav / peak * 0.99
+        sf.write(tmp, wav, settings.fs, subtype="PCM_16")
+        os.replace(tmp, path)
+        lines.append(f"{key} {os.path.abspath(path)}\n")
+        audio_s += len(wav) / settings.fs
+        if i % 10 == 0 or i == len(keys):
+            logging.info(f"{i}/{len(keys)} utterances vocoded ({time.perf_counter() - t0:.1f} s)")
+    write_atomic(os.path.join(args.output_dir, "wav.scp"), "".join(sorted(lines)))
+    logging.info(f"{vocoder.tag}: {len(keys)} wavs, {audio_s:.1f} s of audio in {time.perf_counter() - t0:.1f} s "
+                 f"-> {args.output_dir}/wav.scp")
+
+
+if __name__ == "__main__":
+    run(main)

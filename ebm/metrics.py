@@ -1,0 +1,245 @@
+"""Objective metrics of stage 7 (reference vs generated speech), with ESPnet's conventions.
+
+One definition each; ``ref`` is the natural recording, ``gen`` the synthesised one, both at the same ``fs``.
+
+Input
+    A 1-D float array in [-1, 1], an ``int16`` array, or a path to a mono wav (read as int16, its rate must be
+    ``fs``). Everything is analysed on the int16 sample scale, as ESPnet's ``evaluate_mcd.py`` reads its wavs:
+    the spectral floor below (``eps``) is absolute, so the scale changes the numbers. A float signal peaking
+    above 2 is refused, since int16 values stored as floats would be scaled twice.
+
+Mel-cepstrum (:func:`mel_cepstrum`)
+    Frames of ``n_fft`` samples every ``n_shift`` (no padding, except zeros up to one frame for a shorter
+    signal), times SPTK's power-normalised Hamming window, then ``pysptk.mcep(order, alpha, etype=1,
+    eps=1e-6)``: ``(T, order + 1)`` coefficients including c0. ``etype=1`` adds ``eps`` to the periodogram, which
+    keeps all-zero (digital-silence) frames finite without dithering, so results stay deterministic.
+    ``alpha`` defaults to the usual all-pass constant of ``fs`` (:data:`MCEP_ALPHA`).
+
+DTW (:func:`dtw_path`)
+    Exact DTW (steps (1,1), (1,0), (0,1), unit weights) with Euclidean frame distance, from (0, 0) to the two
+    last frames.
+
+MCD (:func:`mcd`), in dB
+    ``mean over the DTW path of 10 / ln(10) * sqrt(2 * sum_d (c_ref[i, d] - c_gen[j, d]) ** 2)``, with the path
+    computed on, and the sum taken over, the full mel-cepstra (c0 included). Silence is not removed.
+
+F0 (:func:`f0`)
+    WORLD harvest on the int16-scale signal, one value every ``n_shift`` samples (frame k at sample
+    ``k * n_shift``), 0 where unvoiced.
+
+F0 errors (:func:`f0_errors`)
+    Per signal, F0 and a mel-cepstrum framed on the same centres (``center=True``, as ESPnet's WORLD features
+    share the harvest time axis) are trimmed to their common frame count; DTW on the mel-cepstra gives the path
+    of ``n_frames`` points (i, j), and the F0 pairs ``(ref[i], gen[j])`` along it define:
+
+    - ``log_f0_rmse``: RMSE of ``ln f0_gen - ln f0_ref`` over points voiced in both (NaN if there are none);
+    - ``vde``: fraction of all points whose voiced/unvoiced decisions differ;
+    - ``gpe``: among points voiced in both, the fraction with ``|f0_gen / f0_ref - 1| > 0.2`` (NaN if none);
+    - ``ffe``: (gross pitch error points + voicing decision error points) / all points.
+
+    DTW may pair digital silence inserted in ``gen`` with silence of ``ref`` (and the voiced frames it replaced
+    with one neighbour), so a dropped stretch next to a pause costs less VDE than its length suggests.
+"""
+
+import os
+from typing import Dict, Optional, Tuple
+
+import numpy as np
+import pysptk
+import pyworld
+import soundfile as sf
+
+from ebm.cli import EbmError
+
+#: All-pass constant of the mel-cepstrum per sample rate (approximates the mel scale at that rate).
+MCEP_ALPHA = {16000: 0.41, 22050: 0.45, 24000: 0.466, 44100: 0.544, 48000: 0.554}
+
+#: Relative F0 deviation above which a voiced-in-both frame is a gross pitch error.
+GPE_THRESHOLD = 0.2
+
+_INT16_SCALE = 32768.0
+
+
+def mcep_alpha(fs: int) -> float:
+    """The all-pass constant for ``fs``; an unlisted rate is an error rather than a silently warped scale."""
+    if fs not in MCEP_ALPHA:
+        supported = ", ".join(str(r) for r in sorted(MCEP_ALPHA))
+        raise EbmError(f"no mel-cepstrum all-pass constant for fs={fs} Hz (supported: {supported}); "
+                       "resample the wavs to one of these rates or pass alpha explicitly")
+    return MCEP_ALPHA[fs]
+
+
+def _signal(wav, fs: int, what: str = "wav") -> np.ndarray:
+    """A 1-D float64 array on the int16 scale; ``what`` names the signal in errors."""
+    if isinstance(wav, (str, os.PathLike)):
+        path = os.fspath(wav)
+        if not os.path.isfile(path):
+            raise EbmError(f"{what} {path} does not exist")
+        data, rate = sf.read(path, dtype="int16", always_2d=True)
+        if rate != fs:
+            raise EbmError(f"{what} {path} is sampled at {rate} Hz but the metrics run at fs={fs} Hz; "
+                           "resample it (or score at its rate)")
+        if data.shape[1] != 1:
+            raise EbmError(f"{what} {path} has {data.shape[1]} channels; metrics need mono wavs")
+        what, wav = f"{what} {path}", data[:, 0]
+    x = np.asarray(wav)
+    if x.ndim != 1:
+        raise EbmError(f"{what} has shape {x.shape}; metrics need a mono 1-D signal")
+    if x.size == 0:
+        raise EbmError(f"{what} is empty (0 samples); check that synthesis wrote audio for it")
+    if x.dtype == np.int16:
+        return x.astype(np.float64)
+    if not np.issubdtype(x.dtype, np.floating):
+        raise EbmError(f"{what} has dtype {x.dtype}; give int16 samples or floats in [-1, 1]")
+    if not np.all(np.isfinite(x)):
+        raise EbmError(f"{what} contains NaN or inf samples; the generator diverged for it")
+    peak = float(np.max(np.abs(x)))
+    if peak > 2.0:
+        raise EbmError(f"{what} is float with peak {peak:.1f}; floats must be in [-1, 1] "
+                       "(divide by 32768, or pass an int16 array)")
+    return x.astype(np.float64) * _INT16_SCALE
+
+
+def _check_fs(fs) -> int:
+    if isinstance(fs, bool) or not isinstance(fs, (int, float, np.number)) or fs <= 0 or int(fs) != fs:
+        raise EbmError(f"fs={fs!r} is not a sample rate; pass a positive integer in Hz")
+    return int(fs)
+
+
+def _mcep(x: np.ndarray, fs: int, n_fft: int, n_shift: int, order: int, alpha: Optional[float],
+          center: bool) -> np.ndarray:
+    if alpha is None:
+        alpha = mcep_alpha(fs)
+    if center:
+        x = np.pad(x, (n_fft // 2, n_fft // 2))
+    if len(x) < n_fft:
+        x = np.pad(x, (0, n_fft - len(x)))
+    frames = np.lib.stride_tricks.sliding_window_view(x, n_fft)[::n_shift]
+    frames = np.ascontiguousarray(frames * pysptk.hamming(n_fft))
+    return np.stack([pysptk.mcep(frame, order, alpha, etype=1, eps=1e-6) for frame in frames])
+
+
+def mel_cepstrum(wav, fs: int, n_fft: int = 1024, n_shift: int = 256, order: int = 34,
+                 alpha: Optional[float] = None, center: bool = False) -> np.ndarray:
+    """``(T, order + 1)`` mel-cepstra, c0 included (see the module docstring).
+
+    ``center=True`` pads ``n_fft // 2`` zeros at both ends so that frame k is centred on sample ``k * n_shift``,
+    the time axis of :func:`f0`; MCD keeps ESPnet's unpadded framing.
+    """
+    fs = _check_fs(fs)
+    return _mcep(_signal(wav, fs), fs, n_fft, n_shift, order, alpha, center)
+
+
+def dtw_path(a: np.ndarray, b: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """Index arrays ``(i, j)``, increasing, of the exact DTW path between ``a (Ta, D)`` and ``b (Tb, D)``."""
+    import librosa  # heavy import, needed only here
+
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    a, b = (a[:, None] if a.ndim == 1 else a), (b[:, None] if b.ndim == 1 else b)  # 1-D: one value per frame
+    if len(a) == 0 or len(b) == 0:
+        raise EbmError(f"DTW needs frames on both sides (got {len(a)} and {len(b)})")
+    if a.shape[1] != b.shape[1]:
+        raise EbmError(f"DTW needs equal feature sizes (got {a.shape[1]} and {b.shape[1]})")
+    _, wp = librosa.sequence.dtw(X=a.T, Y=b.T, metric="euclidean")
+    wp = wp[::-1]  # librosa backtracks from the end
+    return wp[:, 0].copy(), wp[:, 1].copy()
+
+
+def _mcd(ref_mcep: np.ndarray, gen_mcep: np.ndarray) -> float:
+    i, j = dtw_path(ref_mcep, gen_mcep)
+    diff2 = np.sum((ref_mcep[i] - gen_mcep[j]) ** 2, axis=1)
+    return float(np.mean(10.0 / np.log(10.0) * np.sqrt(2.0 * diff2)))
+
+
+def mcd(ref_wav, gen_wav, fs: int, n_fft: int = 1024, n_shift: int = 256, order: int = 34,
+        alpha: Optional[float] = None) -> float:
+    """Mel-cepstral distortion in dB after DTW (see the module docstring)."""
+    fs = _check_fs(fs)
+    ref = _mcep(_signal(ref_wav, fs, "reference wav"), fs, n_fft, n_shift, order, alpha, False)
+    gen = _mcep(_signal(gen_wav, fs, "generated wav"), fs, n_fft, n_shift, order, alpha, False)
+    return _mcd(ref, gen)
+
+
+def _f0(x: np.ndarray, fs: int, n_shift: int, f0_floor: float, f0_ceil: float) -> np.ndarray:
+    f0_, _ = pyworld.harvest(x, fs, f0_floor=f0_floor, f0_ceil=f0_ceil, frame_period=1000.0 * n_shift / fs)
+    return f0_
+
+
+def f0(wav, fs: int, n_shift: int = 256, f0_floor: float = 40.0, f0_ceil: float = 800.0) -> np.ndarray:
+    """F0 in Hz by WORLD harvest, one value per ``n_shift`` samples; 0 = unvoiced."""
+    fs = _check_fs(fs)
+    return _f0(_signal(wav, fs), fs, n_shift, f0_floor, f0_ceil)
+
+
+def _f0_errors(ref_mcep, ref_f0, gen_mcep, gen_f0) -> Dict[str, float]:
+    n = min(len(ref_mcep), len(ref_f0))
+    ref_mcep, ref_f0 = ref_mcep[:n], ref_f0[:n]
+    n = min(len(gen_mcep), len(gen_f0))
+    gen_mcep, gen_f0 = gen_mcep[:n], gen_f0[:n]
+    i, j = dtw_path(ref_mcep, gen_mcep)
+    r, g = ref_f0[i], gen_f0[j]
+    ref_voiced, gen_voiced = r > 0, g > 0
+    both = ref_voiced & gen_voiced
+    voicing_errors = int(np.sum(ref_voiced != gen_voiced))
+    if both.any():
+        log_diff = np.log(g[both]) - np.log(r[both])
+        log_f0_rmse = float(np.sqrt(np.mean(log_diff ** 2)))
+        gross = int(np.sum(np.abs(g[both] / r[both] - 1.0) > GPE_THRESHOLD))
+        gpe = gross / int(both.sum())
+    else:
+        log_f0_rmse, gross, gpe = float("nan"), 0, float("nan")
+    n_frames = len(i)
+    return {"log_f0_rmse": log_f0_rmse, "vde": voicing_errors / n_frames, "gpe": gpe,
+            "ffe": (gross + voicing_errors) / n_frames, "n_frames": n_frames}
+
+
+def _f0_features(x, fs, n_fft, n_shift, order, alpha, f0_floor, f0_ceil):
+    return _mcep(x, fs, n_fft, n_shift, order, alpha, True), _f0(x, fs, n_shift, f0_floor, f0_ceil)
+
+
+def f0_errors(ref_wav, gen_wav, fs: int, n_shift: int = 256, n_fft: int = 1024, order: int = 34,
+              alpha: Optional[float] = None, f0_floor: float = 40.0, f0_ceil: float = 800.0) -> Dict[str, float]:
+    """``{log_f0_rmse, vde, gpe, ffe, n_frames}`` along the mel-cepstral DTW path (see the module docstring)."""
+    fs = _check_fs(fs)
+    if alpha is None:
+        alpha = mcep_alpha(fs)  # fail on the rate before the slow harvest
+    ref = _signal(ref_wav, fs, "reference wav")
+    gen = _signal(gen_wav, fs, "generated wav")
+    args = (fs, n_fft, n_shift, order, alpha, f0_floor, f0_ceil)
+    return _f0_errors(*_f0_features(ref, *args), *_f0_features(gen, *args))
+
+
+def analyse(wav, fs: int, n_shift: int = 256, n_fft: int = 1024, order: int = 34, alpha: Optional[float] = None,
+            f0_floor: float = 40.0, f0_ceil: float = 800.0, what: str = "wav") -> Dict[str, np.ndarray]:
+    """What the metrics need of one signal: ``{mcep (MCD framing), mcep_centered, f0}``.
+
+    Analyse a reference once and score many systems against it (:func:`score_analyses`). The unpadded
+    mel-cepstrum is a slice of the centred one whenever ``n_fft / 2`` is a whole number of hops (1024 / 256), so
+    the slow per-frame ``mcep`` runs once per signal.
+    """
+    fs = _check_fs(fs)
+    if alpha is None:
+        alpha = mcep_alpha(fs)
+    x = _signal(wav, fs, what)
+    centered = _mcep(x, fs, n_fft, n_shift, order, alpha, True)
+    offset, rem = divmod(n_fft // 2, n_shift)
+    if rem == 0 and len(x) >= n_fft:
+        plain = centered[offset: offset + 1 + (len(x) - n_fft) // n_shift]
+    else:
+        plain = _mcep(x, fs, n_fft, n_shift, order, alpha, False)
+    return {"mcep": plain, "mcep_centered": centered, "f0": _f0(x, fs, n_shift, f0_floor, f0_ceil)}
+
+
+def score_analyses(ref: Dict[str, np.ndarray], gen: Dict[str, np.ndarray]) -> Dict[str, float]:
+    """All metrics from two :func:`analyse` results: ``{mcd, log_f0_rmse, vde, gpe, ffe, n_frames}``."""
+    scores = {"mcd": _mcd(ref["mcep"], gen["mcep"])}
+    scores.update(_f0_errors(ref["mcep_centered"], ref["f0"], gen["mcep_centered"], gen["f0"]))
+    return scores
+
+
+def score_pair(ref_wav, gen_wav, fs: int, n_shift: int = 256, n_fft: int = 1024, order: int = 34,
+               alpha: Optional[float] = None, f0_floor: float = 40.0,
+               f0_ceil: float = 800.0) -> Dict[str, float]:
+    """All metrics of one utterance: ``{mcd, log_f0_rmse, vde, gpe, ffe, n_frames}``; reads each signal once."""
+    opts = dict(fs=fs, n_shift=n_shift, n_fft=n_fft, order=order, alpha=alpha, f0_floor=f0_floor, f0_ceil=f0_ceil)
+    return score_analyses(analyse(ref_wav, what="reference wav", **opts), analyse(gen_wav, what="generated wav", **opts))

@@ -1,0 +1,153 @@
+"""Mel-to-waveform for stage 7 and synthesis: ESPnet's Griffin-Lim, or a parallel-wavegan checkpoint.
+
+Every system in one comparison goes through the same vocoder, so the vocoder is chosen once per recipe run and
+its tag names the output directories (``wav_<tag>``). A neural vocoder silently makes wrong audio when its
+features differ from the recipe's, so :func:`load_vocoder` refuses a checkpoint whose ``config.yml`` disagrees
+with the recipe's feature settings, or that has no ``stats.h5`` beside it (ESPnet's wrapper skips normalisation
+without it).
+"""
+
+import contextlib
+import io
+import logging
+import os
+
+import numpy as np
+import torch
+import yaml
+
+from ebm.cli import EbmError
+
+# The recipe's feature option -> parallel-wavegan's config.yml key.
+PWG_KEYS = {
+    "fs": "sampling_rate",
+    "n_fft": "fft_size",
+    "n_shift": "hop_size",
+    "win_length": "win_length",
+    "n_mels": "num_mels",
+    "fmin": "fmin",
+    "fmax": "fmax",
+}
+
+
+class FeatureSettings:
+    """The recipe's LogMelFbank settings (tts.sh's --fs --n_fft --n_shift --win_length --n_mels --fmin --fmax)."""
+
+    def __init__(self, fs=22050, n_fft=1024, n_shift=256, win_length=None, n_mels=80, fmin=80, fmax=7600):
+        self.fs, self.n_fft, self.n_shift = int(fs), int(n_fft), int(n_shift)
+        self.win_length = int(win_length or n_fft)
+        self.n_mels, self.fmin, self.fmax = int(n_mels), int(fmin), int(fmax)  # ESPnet type-checks ints
+
+    def as_dict(self):
+        return {k: getattr(self, k) for k in PWG_KEYS}
+
+    def logmel_extractor(self):
+        """ESPnet's LogMelFbank with these settings: the features the TTS models were trained on."""
+        with contextlib.redirect_stdout(io.StringIO()):
+            from espnet2.tts.feats_extract.log_mel_fbank import LogMelFbank
+        return LogMelFbank(fs=self.fs, n_fft=self.n_fft, win_length=self.win_length, hop_length=self.n_shift,
+                           n_mels=self.n_mels, fmin=self.fmin, fmax=self.fmax).eval()
+
+    def logmel(self, wav):
+        """(T, n_mels) log10 mel of a float waveform, as ESPnet's feats_extract computes it."""
+        ext = self.logmel_extractor()
+        with torch.no_grad():
+            x = torch.as_tensor(np.asarray(wav, dtype=np.float32))[None]
+            feats, _ = ext(x, torch.tensor([x.shape[1]]))
+        return feats[0].numpy()
+
+
+def check_pwg_config(config, settings, where):
+    """Raise EbmError naming every feature setting of a parallel-wavegan config.yml that differs from the recipe."""
+    bad = []
+    for ours, theirs in PWG_KEYS.items():
+        want = getattr(settings, ours)
+        got = config.get(theirs)
+        if theirs == "win_length" and got is None:
+            got = config.get("fft_size")
+        if got is None:
+            bad.append(f"{theirs} is missing (recipe: {want})")
+        elif float(got) != float(want):
+            bad.append(f"{theirs}={got} but the recipe's --{ours} is {want}")
+    if bad:
+        raise EbmError(
+            f"the vocoder {where} does not match the recipe's features: " + "; ".join(bad)
+            + ". Train a vocoder on these features (egs/<corpus>/voc1) or run the recipe with its settings"
+        )
+
+
+class GriffinLim:
+    """Griffin-Lim on the denormalised log mel (ESPnet's mel inversion): no training, a floor for the comparison.
+
+    ESPnet's wrapper lets librosa draw the initial phases from an unseeded generator, so the same mel gave audio
+    whose MCD differed by 0.1-0.2 dB from run to run; here the phases are seeded, and every system's audio is
+    reproducible.
+    """
+
+    tag = "griffin_lim"
+
+    def __init__(self, settings, n_iter=32, seed=0):
+        self.fs = settings.fs
+        self.n_shift = settings.n_shift
+        self.settings = settings
+        self.n_iter = int(n_iter)
+        self.seed = seed
+
+    def __call__(self, mel):
+        import librosa
+
+        with contextlib.redirect_stdout(io.StringIO()):
+            from espnet2.utils.griffin_lim import logmel2linear
+        st = self.settings
+        spc = logmel2linear(np.asarray(mel, dtype=np.float64), fs=st.fs, n_fft=st.n_fft, n_mels=st.n_mels,
+                            fmin=st.fmin, fmax=st.fmax)
+        wav = librosa.griffinlim(np.abs(spc.T), n_iter=self.n_iter, hop_length=st.n_shift, win_length=st.win_length,
+                                 window="hann", center=spc.shape[0] > 1, random_state=self.seed)
+        return wav.astype(np.float32)
+
+
+class ParallelWaveGAN:
+    """A parallel-wavegan checkpoint (any generator of that package) through ESPnet's wrapper.
+
+    The checkpoint directory must hold ``config.yml`` and ``stats.h5`` beside the ``.pkl``, as the voc1 recipes
+    write it.
+    """
+
+    def __init__(self, vocoder_file, settings, device="cpu"):
+        if not os.path.isfile(vocoder_file):
+            raise EbmError(f"vocoder checkpoint {vocoder_file} does not exist")
+        vdir = os.path.dirname(os.path.abspath(vocoder_file))
+        config_file = os.path.join(vdir, "config.yml")
+        if not os.path.isfile(config_file):
+            raise EbmError(f"{config_file} is missing: a parallel-wavegan checkpoint needs its config.yml beside it")
+        with open(config_file) as f:
+            config = yaml.load(f, Loader=yaml.Loader) or {}  # written by parallel-wavegan with yaml.Dumper
+        stats_file = os.path.join(vdir, "stats.npy" if config.get("format") == "npy" else "stats.h5")
+        if not os.path.isfile(stats_file):
+            raise EbmError(
+                f"{stats_file} is missing: without the vocoder's feature statistics beside {vocoder_file} its audio "
+                "is silently wrong. Copy the stats.h5 of the vocoder's training (voc1 stage 2) into that directory"
+            )
+        check_pwg_config(config, settings, vocoder_file)
+        with contextlib.redirect_stdout(io.StringIO()):
+            from espnet2.tts.utils.parallel_wavegan_pretrained_vocoder import ParallelWaveGANPretrainedVocoder
+        self._impl = ParallelWaveGANPretrainedVocoder(vocoder_file, config_file).to(device).eval()
+        self.device = device
+        self.fs = settings.fs
+        self.n_shift = settings.n_shift
+        name = os.path.basename(vdir.rstrip("/")) or "pwg"
+        self.tag = "pwg_" + "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+        logging.info("vocoder: %s (%s, stats %s)", vocoder_file, config.get("generator_type", "?"), stats_file)
+
+    def __call__(self, mel):
+        with torch.no_grad():
+            x = torch.as_tensor(np.asarray(mel, dtype=np.float32), device=self.device)
+            return self._impl(x).view(-1).cpu().numpy().astype(np.float32)
+
+
+def load_vocoder(vocoder_file=None, settings=None, griffin_lim_iters=32, device="cpu"):
+    """Griffin-Lim when ``vocoder_file`` is empty, else a checked parallel-wavegan checkpoint."""
+    settings = settings or FeatureSettings()
+    if not vocoder_file or vocoder_file == "griffin_lim":
+        return GriffinLim(settings, n_iter=griffin_lim_iters)
+    return ParallelWaveGAN(vocoder_file, settings, device=device)

@@ -98,7 +98,21 @@ def fmt(v, nd=3):
     return f"{v:.{nd}f}" if isinstance(v, float) else str(v)
 
 
-def verdict(best, base):
+def paired_ci(a_file, b_file, key, n_boot=2000, seed=0):
+    """Mean of the per-utterance differences a - b and its 95% bootstrap interval (utterances resampled)."""
+    a, b = read_scores(a_file), read_scores(b_file)
+    d = np.array([a[u][key] - b[u][key] for u in sorted(set(a) & set(b))
+                  if not (math.isnan(a[u][key]) or math.isnan(b[u][key]))])
+    if d.size == 0:
+        return float("nan"), float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    means = d[rng.integers(0, d.size, size=(n_boot, d.size))].mean(axis=1)
+    return float(d.mean()), float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
+
+
+def verdict(best, base, args):
+    """Beats = lower eval MCD, outside the noise (95% paired bootstrap interval below 0), and log-F0 RMSE and FFE
+    no worse. A lower mean that the interval does not separate from Tacotron 2's is not a win."""
     e, b = best["eval"], base["eval"]
     rel = 100.0 * (e["mcd"] - b["mcd"]) / b["mcd"]
     wins = {
@@ -106,10 +120,21 @@ def verdict(best, base):
         "log-F0 RMSE": e["log_f0_rmse"] <= b["log_f0_rmse"],
         "FFE": e["ffe"] <= b["ffe"],
     }
-    beats = all(wins.values())
     what = ", ".join(f"{k} {'better' if v else 'WORSE'}" for k, v in wins.items())
+    score = f"scores_{args.vocoder_tag}.tsv"
+    d, lo, hi = paired_ci(os.path.join(best["dir"], args.eval_set, score),
+                          os.path.join(base["dir"], args.eval_set, score), "mcd")
+    best["eval"]["mcd_diff_ci95"] = [d, lo, hi]
+    if hi < 0:
+        sig = "the MCD gain is outside the noise"
+    elif lo > 0:
+        sig = "the MCD loss is outside the noise"
+    else:
+        sig = "the MCD difference is within the noise"
+    beats = all(wins.values()) and hi < 0
     return (f"**{'beats' if beats else 'does not beat'} Tacotron 2** on {best['eval']['n_utts']} eval utterances: "
-            f"MCD {e['mcd']:.3f} vs {b['mcd']:.3f} dB ({rel:+.1f}%), log-F0 RMSE {e['log_f0_rmse']:.4f} vs "
+            f"MCD {e['mcd']:.3f} vs {b['mcd']:.3f} dB ({rel:+.1f}%; per-utterance difference {d:+.3f} dB, "
+            f"95% bootstrap interval [{lo:+.3f}, {hi:+.3f}]: {sig}), log-F0 RMSE {e['log_f0_rmse']:.4f} vs "
             f"{b['log_f0_rmse']:.4f}, FFE {e['ffe']:.4f} vs {b['ffe']:.4f} ({what})")
 
 
@@ -126,14 +151,14 @@ def plots(records, base, gt, best_by_exp, args):
     groups = {}
     for r in records:
         groups.setdefault((os.path.basename(r["exp"]), r["step_size"], r["sigma"]), []).append(r)
-    for (exp, lam, sig), rs in sorted(groups.items(), key=lambda kv: str(kv[0])):
+    for n, ((exp, lam, sig), rs) in enumerate(sorted(groups.items(), key=lambda kv: str(kv[0]))):
         rs = sorted(rs, key=lambda r: r["steps"])
         xs = [max(r["steps"], 0.5) for r in rs]
-        label = f"{exp} lambda={lam} sigma={sig}"
-        axes[0].plot(xs, [r["dev"]["mcd"] for r in rs], "o--", label=f"{label} (dev)")
-        axes[0].plot(xs, [r["eval"]["mcd"] for r in rs], "o-", label=f"{label} (eval)")
-        axes[1].plot(xs, [r["eval"]["log_f0_rmse"] for r in rs], "o-", label=label)
-        axes[2].plot(xs, [r["eval"]["rtf"] or np.nan for r in rs], "o-", label=label)
+        label, color = f"{exp} lambda={lam} sigma={sig}", f"C{n % 10}"  # one colour per setting in every panel
+        axes[0].plot(xs, [r["dev"]["mcd"] for r in rs], "o--", color=color, alpha=0.5, label=f"{label} (dev)")
+        axes[0].plot(xs, [r["eval"]["mcd"] for r in rs], "o-", color=color, label=f"{label} (eval)")
+        axes[1].plot(xs, [r["eval"]["log_f0_rmse"] for r in rs], "o-", color=color, label=label)
+        axes[2].plot(xs, [r["eval"]["rtf"] or np.nan for r in rs], "o-", color=color, label=label)
     for ax, key, ylabel in ((axes[0], "mcd", "MCD (dB)"), (axes[1], "log_f0_rmse", "log-F0 RMSE"),
                             (axes[2], "rtf", "RTF (Tacotron 2 + Langevin)")):
         if base["eval"].get(key) is not None:
@@ -238,7 +263,7 @@ def main(argv=None):
         md.append("No EBM decodes were given (stage 6 not run?).\n")
     for exp, best in sorted(best_by_exp.items()):
         md.append(f"- `{os.path.basename(exp)}` ({best['criterion']}; {best['steps']} steps, lambda "
-                  f"{best['step_size']}, sigma {best['sigma']}, from {best['init']}): {verdict(best, base)}\n")
+                  f"{best['step_size']}, sigma {best['sigma']}, from {best['init']}): {verdict(best, base, args)}\n")
     md += ["\n## All systems\n\n", head, row(gt, "analysis-synthesis"), row(base, "Tacotron 2")]
     for r in sorted(records, key=lambda r: (r["exp"], r["step_size"], r["sigma"], r["steps"])):
         name = f"EBM `{os.path.basename(r['exp'])}`"
@@ -263,7 +288,7 @@ def main(argv=None):
     write_atomic(args.output_json, json.dumps([js(gt), js(base)] + [js(r) for r in records], indent=1) + "\n")
     logging.info(f"wrote {args.output_md}, {args.output_json} and {len(figures)} plots in {args.plot_dir}")
     for exp, best in sorted(best_by_exp.items()):
-        logging.info(f"{os.path.basename(exp)}: " + re.sub(r"\*\*", "", verdict(best, base)))
+        logging.info(f"{os.path.basename(exp)}: " + re.sub(r"\*\*", "", verdict(best, base, args)))
 
 
 if __name__ == "__main__":

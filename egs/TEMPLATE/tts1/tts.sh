@@ -90,6 +90,7 @@ ebm_inference_model=valid.refine_gain.best.pth  # which checkpoint of ${ebm_exp}
 ebm_init=free_running     # initial hypotheses: a stage 4 decode mode (free_running or teacher_forced)
 ebm_decode_steps=""       # sweep: one decode directory per step count (e.g. "1 10 100 300"); empty: the config's
 ebm_decode_step_sizes=""  # sweep: ... and per lambda (e.g. "0.01 0.1"); empty: the config's
+ebm_decode_sigmas=""      # sweep: ... and per noise scale sigma (e.g. "0 1"; 1 = the paper's rule); empty: the config's
 
 # Vocoding and evaluation (stage 7)
 vocoder_file=""           # parallel-wavegan .pkl with config.yml and stats.h5 beside it (egs/<corpus>/voc1); empty: Griffin-Lim
@@ -111,7 +112,7 @@ Options (--name value; dashes or underscores):
   --inference_config FILE   --inference_model ${inference_model}   --baseline_num_samples N
   --ebm_config FILE   --ebm_args "..."   --ebm_streams "${ebm_streams}"
   --ebm_inference_config FILE   --ebm_inference_model ${ebm_inference_model}   --ebm_init ${ebm_init}
-  --ebm_decode_steps "1 10 100 300"   --ebm_decode_step_sizes "0.01 0.1"
+  --ebm_decode_steps "1 10 100 300"   --ebm_decode_step_sizes "0.01 0.1"   --ebm_decode_sigmas "0 1"
   --vocoder_file PKL (default: Griffin-Lim)   --eval_ebm_decodes "DIR..."   --results ${results}
   --dumpdir ${dumpdir}   --expdir ${expdir}
 EOF
@@ -343,32 +344,35 @@ if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
     [ -e "${ebm_exp}/${ebm_inference_model}" ] || die "no EBM at ${ebm_exp}/${ebm_inference_model}: run stage 5"
     for _steps in ${ebm_decode_steps:-config}; do
         for _lambda in ${ebm_decode_step_sizes:-config}; do
-            _tag=langevin; _opt=""
-            [ "${_steps}" = config ] || { _tag+=_steps${_steps}; _opt+=" --steps ${_steps}"; }
-            [ "${_lambda}" = config ] || { _tag+=_lambda${_lambda}; _opt+=" --step_size ${_lambda}"; }
-            for dset in ${dev_set} ${eval_sets}; do
-                _init=${tts_exp}/decode_${ebm_init}/${dset}/denorm/feats.scp
-                [ -f "${_init}" ] || die "${_init} is missing: run stage 4"
-                _dir=${ebm_exp}/decode_${_tag}_from_${ebm_init}/${dset}
-                _logdir=${_dir}/log
-                log "Stage 6: Langevin decoding of ${dset} from ${ebm_init} (${_tag}; ${nj} jobs) -> ${_dir}"
-                rm -rf "${_dir}"
-                mkdir -p "${_logdir}"
-                split_for_jobs "${data_feats}/${dset}/text" "${_logdir}/keys"
-                # shellcheck disable=SC2086
-                ${decode_cmd} JOB=1:"${_nj}" "${_logdir}/langevin.JOB.log" \
-                    ${python} -m ebm.bin.langevin_decode --model_file "${ebm_exp}/${ebm_inference_model}" \
-                        --train_config "${ebm_exp}/config.yaml" ${ebm_inference_config:+--config "${ebm_inference_config}"} \
-                        --text "${data_feats}/${dset}/text" --init_scp "${_init}" --init_name "${ebm_init}" \
-                        --key_file "${_logdir}/keys.JOB.scp" --output_dir "${_logdir}/output.JOB" ${_opt} \
-                    || die_with_logs "Langevin decoding of ${dset} failed (logs: ${_logdir}/langevin.*.log)" \
-                        "${_logdir}"/langevin.*.log
-                mkdir -p "${_dir}"/{norm,denorm}
-                for f in norm/feats.scp denorm/feats.scp energy stopped rtf; do
-                    for n in $(seq "${_nj}"); do cat "${_logdir}/output.${n}/${f}"; done | LC_ALL=C sort > "${_dir}/${f}"
+            for _sigma in ${ebm_decode_sigmas:-config}; do
+                _tag=langevin; _opt=""
+                [ "${_steps}" = config ] || { _tag+=_steps${_steps}; _opt+=" --steps ${_steps}"; }
+                [ "${_lambda}" = config ] || { _tag+=_lambda${_lambda}; _opt+=" --step_size ${_lambda}"; }
+                [ "${_sigma}" = config ] || { _tag+=_sigma${_sigma}; _opt+=" --sigma ${_sigma}"; }
+                for dset in ${dev_set} ${eval_sets}; do
+                    _init=${tts_exp}/decode_${ebm_init}/${dset}/denorm/feats.scp
+                    [ -f "${_init}" ] || die "${_init} is missing: run stage 4"
+                    _dir=${ebm_exp}/decode_${_tag}_from_${ebm_init}/${dset}
+                    _logdir=${_dir}/log
+                    log "Stage 6: Langevin decoding of ${dset} from ${ebm_init} (${_tag}; ${nj} jobs) -> ${_dir}"
+                    rm -rf "${_dir}"
+                    mkdir -p "${_logdir}"
+                    split_for_jobs "${data_feats}/${dset}/text" "${_logdir}/keys"
+                    # shellcheck disable=SC2086
+                    ${decode_cmd} JOB=1:"${_nj}" "${_logdir}/langevin.JOB.log" \
+                        ${python} -m ebm.bin.langevin_decode --model_file "${ebm_exp}/${ebm_inference_model}" \
+                            --train_config "${ebm_exp}/config.yaml" ${ebm_inference_config:+--config "${ebm_inference_config}"} \
+                            --text "${data_feats}/${dset}/text" --init_scp "${_init}" --init_name "${ebm_init}" \
+                            --key_file "${_logdir}/keys.JOB.scp" --output_dir "${_logdir}/output.JOB" ${_opt} \
+                        || die_with_logs "Langevin decoding of ${dset} failed (logs: ${_logdir}/langevin.*.log)" \
+                            "${_logdir}"/langevin.*.log
+                    mkdir -p "${_dir}"/{norm,denorm}
+                    for f in norm/feats.scp denorm/feats.scp energy stopped rtf; do
+                        for n in $(seq "${_nj}"); do cat "${_logdir}/output.${n}/${f}"; done | LC_ALL=C sort > "${_dir}/${f}"
+                    done
+                    cp "${_logdir}/output.1/settings.yaml" "$(dirname "${_dir}")/settings.yaml"
+                    log "$(wc -l < "${_dir}/stopped") of $(wc -l < "${_dir}/rtf") chains stopped early (see ${_dir}/stopped)"
                 done
-                cp "${_logdir}/output.1/settings.yaml" "$(dirname "${_dir}")/settings.yaml"
-                log "$(wc -l < "${_dir}/stopped") of $(wc -l < "${_dir}/rtf") chains stopped early (see ${_dir}/stopped)"
             done
         done
     done

@@ -38,8 +38,16 @@ class FeatureSettings:
         self.win_length = int(win_length or n_fft)
         self.n_mels, self.fmin, self.fmax = int(n_mels), int(fmin), int(fmax)  # ESPnet type-checks ints
 
-    def as_dict(self):
-        return {k: getattr(self, k) for k in PWG_KEYS}
+    @staticmethod
+    def add_arguments(parser):
+        """The recipe's feature options (``--fs ... --fmax``), shared by every entry point that needs them."""
+        for name, default in [("fs", 22050), ("n_fft", 1024), ("n_shift", 256), ("win_length", None),
+                              ("n_mels", 80), ("fmin", 80), ("fmax", 7600)]:
+            parser.add_argument(f"--{name}", type=float if name in ("fmin", "fmax") else int, default=default)
+
+    @classmethod
+    def from_args(cls, args):
+        return cls(args.fs, args.n_fft, args.n_shift, args.win_length, args.n_mels, args.fmin, args.fmax)
 
     def logmel_extractor(self):
         """ESPnet's LogMelFbank with these settings: the features the TTS models were trained on."""
@@ -50,7 +58,9 @@ class FeatureSettings:
 
     def logmel(self, wav):
         """(T, n_mels) log10 mel of a float waveform, as ESPnet's feats_extract computes it."""
-        ext = self.logmel_extractor()
+        if getattr(self, "_extractor", None) is None:  # built once: logmel() runs once per utterance
+            self._extractor = self.logmel_extractor()
+        ext = self._extractor
         with torch.no_grad():
             x = torch.as_tensor(np.asarray(wav, dtype=np.float32))[None]
             feats, _ = ext(x, torch.tensor([x.shape[1]]))

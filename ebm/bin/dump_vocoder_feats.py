@@ -39,9 +39,7 @@ def get_parser():
     p.add_argument("--gta_tts_config", default=None,
                    help="the TTS model's config.yaml: its tts_conf.reduction_factor r lets a GTA mel be shorter "
                         "than the audio's frames by T mod r (default r = 1: exactly the audio's frames)")
-    for name, default in [("fs", 22050), ("n_fft", 1024), ("n_shift", 256), ("win_length", None),
-                          ("n_mels", 80), ("fmin", 80), ("fmax", 7600)]:
-        p.add_argument(f"--{name}", type=float if name in ("fmin", "fmax") else int, default=default)
+    FeatureSettings.add_arguments(p)
     p.add_argument("--max_report", type=int, default=20, help="bad utterances listed before the summary")
     return p
 
@@ -145,7 +143,7 @@ def write_dump(path, wave, feats):
 def main(argv=None):
     args = get_parser().parse_args(argv)
     setup_logging()
-    settings = FeatureSettings(args.fs, args.n_fft, args.n_shift, args.win_length, args.n_mels, args.fmin, args.fmax)
+    settings = FeatureSettings.from_args(args)
     wavs = dict(read_scp(args.wav_scp))
     keys = [k for k, _ in read_scp(args.key_file, allow_empty_value=True)] if args.key_file else list(wavs)
     unknown = [k for k in keys if k not in wavs]

@@ -34,9 +34,7 @@ def get_parser():
     what.add_argument("--tag", help="a parallel-wavegan pretrained model tag, e.g. ljspeech_hifigan.v1")
     p.add_argument("--download_dir", default="downloads/vocoders", help="with --tag: the model goes to DIR/TAG")
     p.add_argument("--timeout", type=float, default=10.0, help="with --tag: seconds to wait for the network")
-    for name, default in [("fs", 22050), ("n_fft", 1024), ("n_shift", 256), ("win_length", None),
-                          ("n_mels", 80), ("fmin", 80), ("fmax", 7600)]:
-        p.add_argument(f"--{name}", type=float if name in ("fmin", "fmax") else int, default=default)
+    FeatureSettings.add_arguments(p)
     return p
 
 
@@ -119,7 +117,7 @@ def fetch_tag(tag, download_dir, timeout):
 def main(argv=None):
     args = get_parser().parse_args(argv)
     setup_logging()
-    settings = FeatureSettings(args.fs, args.n_fft, args.n_shift, args.win_length, args.n_mels, args.fmin, args.fmax)
+    settings = FeatureSettings.from_args(args)
     if args.config:
         config = check_config(args.config, settings)
         print(config.get("train_max_steps", ""))

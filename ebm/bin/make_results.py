@@ -33,9 +33,7 @@ def get_parser():
     p.add_argument("--baseline_params", type=int, default=None)
     p.add_argument("--ebm", action="append", default=[], help="a Langevin decode dir (repeatable)")
     p.add_argument("--ref_wav_scp", default=None, help="eval references: their mels head the mel plots")
-    for name, default in [("fs", 22050), ("n_fft", 1024), ("n_shift", 256), ("win_length", None),
-                          ("n_mels", 80), ("fmin", 80), ("fmax", 7600)]:
-        p.add_argument(f"--{name}", type=int, default=default)
+    FeatureSettings.add_arguments(p)
     p.add_argument("--num_mel_plots", type=int, default=3)
     p.add_argument("--output_md", required=True)
     p.add_argument("--output_json", required=True)
@@ -205,8 +203,7 @@ def plots(records, base, gt, best_by_exp, args):
         ebm_r = {exp: open_feats_scp(os.path.join(r["dir"], args.eval_set, "denorm", "feats.scp"))
                  for exp, r in best_by_exp.items()}
         refs = dict(read_scp(args.ref_wav_scp)) if args.ref_wav_scp else {}
-        settings = FeatureSettings(args.fs, args.n_fft, args.n_shift, args.win_length, args.n_mels, args.fmin,
-                                   args.fmax)
+        settings = FeatureSettings.from_args(args)
         for key in sorted(base_r.keys())[: args.num_mel_plots]:
             panels = []
             if key in refs:
@@ -261,9 +258,10 @@ def main(argv=None):
           "## Verdict (eval, at the dev-chosen setting)\n\n"]
     if not records:
         md.append("No EBM decodes were given (stage 6 not run?).\n")
+    verdicts = {exp: verdict(best, base, args) for exp, best in sorted(best_by_exp.items())}  # bootstraps once
     for exp, best in sorted(best_by_exp.items()):
         md.append(f"- `{os.path.basename(exp)}` ({best['criterion']}; {best['steps']} steps, lambda "
-                  f"{best['step_size']}, sigma {best['sigma']}, from {best['init']}): {verdict(best, base, args)}\n")
+                  f"{best['step_size']}, sigma {best['sigma']}, from {best['init']}): {verdicts[exp]}\n")
     md += ["\n## All systems\n\n", head, row(gt, "analysis-synthesis"), row(base, "Tacotron 2")]
     for r in sorted(records, key=lambda r: (r["exp"], r["step_size"], r["sigma"], r["steps"])):
         name = f"EBM `{os.path.basename(r['exp'])}`"
@@ -287,8 +285,8 @@ def main(argv=None):
 
     write_atomic(args.output_json, json.dumps([js(gt), js(base)] + [js(r) for r in records], indent=1) + "\n")
     logging.info(f"wrote {args.output_md}, {args.output_json} and {len(figures)} plots in {args.plot_dir}")
-    for exp, best in sorted(best_by_exp.items()):
-        logging.info(f"{os.path.basename(exp)}: " + re.sub(r"\*\*", "", verdict(best, base, args)))
+    for exp, text in verdicts.items():
+        logging.info(f"{os.path.basename(exp)}: " + re.sub(r"\*\*", "", text))
 
 
 if __name__ == "__main__":

@@ -29,9 +29,7 @@ def get_parser():
     p.add_argument("--vocoder_file", default="", help="parallel-wavegan .pkl (config.yml, stats.h5 beside); "
                    "empty: Griffin-Lim")
     p.add_argument("--griffin_lim_iters", type=int, default=32)
-    for name, default in [("fs", 22050), ("n_fft", 1024), ("n_shift", 256), ("win_length", None),
-                          ("n_mels", 80), ("fmin", 80), ("fmax", 7600)]:
-        p.add_argument(f"--{name}", type=int, default=default)
+    FeatureSettings.add_arguments(p)
     p.add_argument("--ngpu", type=int, default=0)
     return p
 
@@ -57,7 +55,7 @@ def read_mel(key, source, settings, reader):
 def main(argv=None):
     args = get_parser().parse_args(argv)
     setup_logging()
-    settings = FeatureSettings(args.fs, args.n_fft, args.n_shift, args.win_length, args.n_mels, args.fmin, args.fmax)
+    settings = FeatureSettings.from_args(args)
     vocoder = load_vocoder(args.vocoder_file, settings, args.griffin_lim_iters,
                            "cuda" if args.ngpu > 0 else "cpu")
     if args.feats_scp:

@@ -52,6 +52,7 @@ class ESPnetEBMModel(AbsESPnetModel):
         refine_steps: int = 5,
         refine_step_size: float = 0.05,
         refine_noise: float = 0.5,
+        refine_normalize: bool = True,
     ):
         super().__init__()
         self.feats_extract = feats_extract
@@ -62,6 +63,7 @@ class ESPnetEBMModel(AbsESPnetModel):
         self.refine_steps = refine_steps
         self.refine_step_size = refine_step_size
         self.refine_noise = refine_noise
+        self.refine_normalize = refine_normalize
 
     def _mel(self, speech, speech_lengths):
         if self.feats_extract is not None:
@@ -136,7 +138,11 @@ class ESPnetEBMModel(AbsESPnetModel):
 
     @torch.no_grad()
     def refinement_gain(self, text, text_lengths, feats, feats_lengths, streams) -> Dict[str, float]:
-        """How much ``refine_steps`` normalised descent steps on E bring a hypothesis towards the reference."""
+        """How much ``refine_steps`` descent steps on E bring a hypothesis towards the reference.
+
+        Steps are normalised to RMS ``refine_step_size`` (``refine_normalize``, for NCE energies, whose scale is
+        arbitrary) or raw (for score-trained energies, whose gradient is the predicted correction itself).
+        """
         mask = valid_mask(feats_lengths, feats.size(1)).unsqueeze(-1).to(feats.dtype)
         if "tf_feats" in streams:
             y = streams["tf_feats"].clone()
@@ -154,7 +160,7 @@ class ESPnetEBMModel(AbsESPnetModel):
             g = g * mask
             rms = (g.pow(2).sum() / frames).sqrt()
             grad_norm = float(rms)
-            y = y - self.refine_step_size * g / (rms + 1e-12)
+            y = y - self.refine_step_size * (g / (rms + 1e-12) if self.refine_normalize else g)
         d1 = dist(y)
         return {"refine_dist0": d0, "refine_dist": d1, "refine_gain": (d0 - d1) / max(d0, 1e-12),
                 "grad_rms": grad_norm}

@@ -230,6 +230,49 @@ class GaussianNoise(AbsSampler):
         return _zero_padding(out, feats_lengths), feats_lengths
 
 
+def _gaussian_blur_time(x: torch.Tensor, sigma: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Blur each utterance along time with its own Gaussian (std ``sigma[b]`` frames), edges replicated."""
+    out = x.clone()
+    for b in range(x.size(0)):
+        s, L = float(sigma[b]), int(lengths[b])
+        if s <= 0 or L < 2:
+            continue
+        radius = max(1, min(int(math.ceil(3 * s)), L - 1))
+        k = torch.arange(-radius, radius + 1, device=x.device, dtype=x.dtype)
+        k = torch.exp(-0.5 * (k / s) ** 2)
+        k = (k / k.sum()).view(1, 1, -1).expand(x.size(-1), 1, -1)
+        seq = x[b, :L].t().unsqueeze(0)  # (1, D, L)
+        seq = torch.nn.functional.pad(seq, (radius, radius), mode="replicate")
+        out[b, :L] = torch.nn.functional.conv1d(seq, k, groups=x.size(-1))[0].t()
+    return out
+
+
+class OversmoothedReference(AbsSampler):
+    """The reference made to look like a regression model's output: blurred in time, its variance shrunk.
+
+    ``Y- = m + shrink * (blur(Y+) - m)``, with ``m`` the utterance's mean per mel bin, ``shrink`` uniform in
+    ``shrink`` and the blur's std uniform in ``blur`` frames (0: none), per utterance. A model trained with the
+    delta criterion on these learns to put back the detail and variance that an L1/L2-trained decoder such as
+    Tacotron 2 averages away, a correction that is defined (unlike the regression of free-running outputs onto
+    their DTW-warped references, which only learns a smoother mean).
+    """
+
+    def __init__(self, shrink: Range = (0.6, 1.0), blur: Range = (0.0, 2.0)):
+        super().__init__()
+        self.shrink = _as_range(shrink, "shrink")
+        self.blur = _as_range(blur, "blur")
+
+    def forward(self, feats, feats_lengths, **streams):
+        B = feats.size(0)
+        valid = valid_mask(feats_lengths.to(feats.device), feats.size(1)).unsqueeze(-1).to(feats.dtype)
+        ref = feats.detach()
+        mean = (ref * valid).sum(1, keepdim=True) / valid.sum(1, keepdim=True).clamp(min=1)
+        shrink = torch.empty(B, device=feats.device, dtype=feats.dtype).uniform_(*self.shrink).view(-1, 1, 1)
+        sigma = torch.empty(B).uniform_(*self.blur)
+        blurred = _gaussian_blur_time(ref, sigma, feats_lengths)
+        return _zero_padding(mean + shrink * (blurred - mean), feats_lengths), feats_lengths
+
+
 class TeacherForced(AbsSampler):
     """The Tacotron 2 teacher-forced prediction (``tf_feats``): a strong, well-aligned negative."""
 
@@ -353,6 +396,7 @@ SAMPLERS = {
     "random_masking": RandomMasking,
     "specaug": SpecAugmentDistortion,
     "gaussian_noise": GaussianNoise,
+    "oversmoothed": OversmoothedReference,
     "teacher_forced": TeacherForced,
     "free_running": FreeRunning,
     "langevin": LangevinSamples,
@@ -370,6 +414,6 @@ def build_sampler(name: str, **conf) -> AbsSampler:
 
 
 __all__ = [
-    "AbsSampler", "RandomMasking", "SpecAugmentDistortion", "GaussianNoise", "TeacherForced", "FreeRunning",
+    "AbsSampler", "RandomMasking", "SpecAugmentDistortion", "GaussianNoise", "OversmoothedReference", "TeacherForced", "FreeRunning",
     "LangevinSamples", "MixedSampler", "NegativeSet", "SAMPLERS", "build_sampler",
 ]

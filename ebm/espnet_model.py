@@ -4,7 +4,8 @@ ESPnet's trainer calls ``forward(**batch)`` with the data streams the task decla
 (the waveform; the mel is extracted here exactly as for the baseline) and, optionally, Tacotron 2's stage 4
 decodes ``tf_feats`` (teacher-forced) and ``fr_feats`` (free-running), as denormalised log-mels that are
 normalised here with the same statistics. Everything the negative samplers or criteria need arrives in
-``streams``.
+``streams``, together with ``energy_fn`` for samplers that run the model itself (Langevin samples, as negatives or
+as hypotheses of the delta criterion).
 
 Validation also measures what decoding needs, the *refinement gain*: a few normalised gradient steps on the
 energy from a hypothesis of the reference's length (teacher-forced when given, else a noisy reference) should
@@ -120,7 +121,8 @@ class ESPnetEBMModel(AbsESPnetModel):
                     e_neg[label] = (net(text[idx], text_lengths[idx], neg.feats, neg.lengths), idx)
         with torch.enable_grad():  # validation runs under no_grad; score criteria need dE/dY
             loss, stats = self.criterion(e_pos=e_pos, e_neg=e_neg, ref=feats, lengths=feats_lengths,
-                                         score_fn=score_fn, streams=streams)
+                                         score_fn=score_fn,
+                                         streams={**streams, "energy_fn": self._energy_fn(text, text_lengths)})
         if not self.training:
             stats.update(self.refinement_gain(text, text_lengths, feats, feats_lengths, streams))
         batch_size = text.size(0)

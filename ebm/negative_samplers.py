@@ -414,6 +414,6 @@ def build_sampler(name: str, **conf) -> AbsSampler:
 
 
 __all__ = [
-    "AbsSampler", "RandomMasking", "SpecAugmentDistortion", "GaussianNoise", "OversmoothedReference", "TeacherForced", "FreeRunning",
-    "LangevinSamples", "MixedSampler", "NegativeSet", "SAMPLERS", "build_sampler",
+    "AbsSampler", "RandomMasking", "SpecAugmentDistortion", "GaussianNoise", "OversmoothedReference", "TeacherForced",
+    "FreeRunning", "LangevinSamples", "MixedSampler", "NegativeSet", "SAMPLERS", "build_sampler",
 ]

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from ebm.negative_samplers import (SAMPLERS, FreeRunning, GaussianNoise, LangevinSamples, MixedSampler, NegativeSet,
-                                   RandomMasking, SpecAugmentDistortion, TeacherForced, build_sampler)
+                                   OversmoothedReference, RandomMasking, SpecAugmentDistortion, TeacherForced,
+                                   build_sampler)
 
 D = 80
 
@@ -46,6 +47,7 @@ SAME_LENGTH = [
     ("gaussian_noise", {}),
     ("gaussian_noise", {"source": "teacher_forced"}),
     ("teacher_forced", {}),
+    ("oversmoothed", {}),
     ("langevin", {"energy_fn": _energy_fn, "steps": 3}),
     ("langevin", {"energy_fn": _energy_fn, "steps": 2, "init": "teacher_forced"}),
 ]
@@ -112,6 +114,29 @@ def test_gaussian_sigma_range():
     assert 0.25 < below < 0.75
     with pytest.raises(ValueError):
         GaussianNoise(sigma_min=0.0)
+
+
+def test_oversmoothed_shrinks_variance_and_blurs_in_time():
+    torch.manual_seed(4)
+    feats, lengths = _batch()
+    valid = (torch.arange(feats.size(1))[None] < lengths[:, None]).unsqueeze(-1)
+
+    def per_utt(x, fn):
+        return [fn(x[b, :int(lengths[b])]) for b in range(x.size(0))]
+
+    # shrink only: each utterance's deviation from its own per-bin mean is scaled by exactly the factor
+    neg, _ = OversmoothedReference(shrink=0.5, blur=0.0)(feats, lengths)
+    for x, y in zip(per_utt(feats, lambda u: u - u.mean(0)), per_utt(neg, lambda u: u - u.mean(0))):
+        torch.testing.assert_close(y, 0.5 * x)
+    # blur only: the mean is kept, frame-to-frame differences shrink, no shrink of a constant signal
+    neg, _ = OversmoothedReference(shrink=1.0, blur=2.0)(feats, lengths)
+    for x, y in zip(per_utt(feats, lambda u: u), per_utt(neg, lambda u: u)):
+        torch.testing.assert_close(y.mean(0), x.mean(0), atol=0.1, rtol=0)  # edges replicate
+        assert y.diff(dim=0).std() < 0.5 * x.diff(dim=0).std()
+    flat = torch.full_like(feats, 2.0) * valid
+    torch.testing.assert_close(OversmoothedReference(shrink=1.0, blur=2.0)(flat, lengths)[0], flat)
+    with pytest.raises(ValueError):
+        OversmoothedReference(shrink=(0.9, 0.5))
 
 
 def test_teacher_forced_returns_stream_and_checks_lengths():
@@ -219,7 +244,7 @@ def test_mixed_sampler_sample_mode():
 
 def test_registry_and_errors():
     assert set(SAMPLERS) == {"random_masking", "specaug", "gaussian_noise", "teacher_forced", "free_running",
-                             "langevin", "mixed"}
+                             "langevin", "mixed", "oversmoothed"}
     with pytest.raises(ValueError, match="unknown sampler"):
         build_sampler("cutmix")
     with pytest.raises(ValueError, match="mode"):

@@ -226,3 +226,39 @@ def test_synthesis_from_text(results_recipe, tmp_path):
                       cwd=results_recipe)
     assert proc.returncode == 1 and "outside the model's token list" in proc.stderr
     assert not (tmp_path / "b.wav").exists()
+
+
+def test_search_chooses_on_dev_then_decodes_eval_once(results_recipe):
+    """search.sh: every grid setting decoded and scored on dev only; eval decoded at the dev choice alone."""
+    import json
+    import re
+    import shutil
+
+    for old in (results_recipe / EBM_EXP).glob("decode_langevin*"):  # the stage 6-7 tests' decodes
+        shutil.rmtree(old)
+    grid = results_recipe / "conf/search_tiny.txt"
+    grid.write_text("# tiny grid\n"
+                    f"{REPO}/tests/data/train_ebm_tiny.yaml {REPO}/egs/mini_espeak/tts1/conf/decode_ebm.yaml "
+                    "1,2 0.01,0.05 0\n")
+    proc = subprocess.run(["./search.sh", "--grid", str(grid), *TINY, "--ebm_streams", "teacher_forced",
+                           "--ebm_args", "--max_epoch 2", "--griffin_lim_iters", "4"],
+                          cwd=results_recipe, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    dirs = sorted(p.name for p in (results_recipe / EBM_EXP).glob("decode_langevin*"))
+    assert dirs == [f"decode_langevin_steps{s}_lambda{l}_sigma0_from_free_running"
+                    for s in (1, 2) for l in ("0.01", "0.05")]
+    with_eval = [d for d in dirs if (results_recipe / EBM_EXP / d / "eval1").is_dir()]
+    assert len(with_eval) == 1 and all((results_recipe / EBM_EXP / d / "dev").is_dir() for d in dirs)
+    log = (results_recipe / "exp/results_griffin_lim/search_log.tsv").read_text().splitlines()
+    head = log[0].split("\t")
+    assert "dev_mcd" in head and not any(h.startswith("eval") for h in head) and len(log) == 1 + 4
+    rows = [dict(zip(head, line.split("\t"))) for line in log[1:]]
+    chosen = [r for r in rows if r["chosen_on_dev"] == "True"]
+    assert len(chosen) == 1 and float(chosen[0]["dev_mcd"]) == min(float(r["dev_mcd"]) for r in rows)
+    assert chosen[0]["criteria"].startswith("binary_nce") and chosen[0]["pooling"] in ("attention", "mean", "sum")
+    steps, lam = re.match(r"decode_langevin_steps(\d+)_lambda([\d.]+)_", with_eval[0]).groups()
+    assert (int(steps), float(lam)) == (int(chosen[0]["steps"]), float(chosen[0]["lambda"]))
+    records = json.loads((results_recipe / "RESULTS.json").read_text())
+    ebm = [r for r in records if r["system"] == "ebm"]
+    assert len(ebm) == 4 and sum(r["eval"] is not None for r in ebm) == 1
+    assert "Tacotron 2** on 5 eval utterances" in (results_recipe / "RESULTS.md").read_text()

@@ -3,7 +3,11 @@
 Rows: the references through the vocoder (analysis-synthesis: the floor any system can reach with it), Tacotron 2's
 free-running decodes, and every Langevin decode of every EBM given. For each EBM (one ``exp/ebm_*`` directory,
 i.e. one training criterion) the setting with the lowest *dev* MCD is marked; the verdict compares its *eval*
-numbers with Tacotron 2's. Eval never chooses anything.
+numbers with Tacotron 2's. Eval never chooses anything: a decode may exist on dev only (a setting of
+``search.sh``), and when the dev-chosen one has no eval decode yet the verdict says which to run.
+
+``--search_log`` writes every setting tried, one row each with its training knobs (from the EBM's
+``config.yaml``) and its decoding knobs, with dev numbers only: the log of the search.
 """
 
 import argparse
@@ -39,6 +43,7 @@ def get_parser():
     p.add_argument("--output_json", required=True)
     p.add_argument("--plot_dir", required=True)
     p.add_argument("--title", default="")
+    p.add_argument("--search_log", default=None, help="TSV of every EBM setting with its dev numbers")
     return p
 
 
@@ -65,9 +70,12 @@ def rtf(path, fs, n_shift):
     return sec / (frames * n_shift / fs) if frames else None
 
 
-def system_record(name, sysdir, args, **extra):
+def system_record(name, sysdir, args, eval_optional=False, **extra):
     rec = {"system": name, "dir": sysdir, **extra}
     for part, dset in (("dev", args.dev_set), ("eval", args.eval_set)):
+        if part == "eval" and eval_optional and not os.path.isdir(os.path.join(sysdir, dset)):
+            rec[part] = None  # decoded on dev only
+            continue
         rec[part] = mean_scores(os.path.join(sysdir, dset, f"scores_{args.vocoder_tag}.tsv"))
         rec[part]["rtf"] = rtf(os.path.join(sysdir, dset, "rtf"), args.fs, args.n_shift)
     return rec
@@ -79,15 +87,61 @@ def ebm_record(ddir, args, baseline):
         raise EbmError(f"{settings_file} is missing: rerun stage 6 for {ddir}")
     with open(settings_file) as f:
         st = yaml.safe_load(f)
-    rec = system_record("ebm", ddir, args, exp=os.path.dirname(os.path.normpath(ddir)),
+    rec = system_record("ebm", ddir, args, eval_optional=True, exp=os.path.dirname(os.path.normpath(ddir)),
                         criterion=st.get("criterion"), init=st.get("init"), steps=st["sampler"]["steps"],
                         step_size=st["sampler"]["step_size"], sigma=st["sampler"]["sigma"],
                         normalize_grad=st["sampler"].get("normalize_grad"), params=st.get("params"))
     for part in ("dev", "eval"):  # refinement cost on its own, and the whole system's (Tacotron 2 + Langevin)
+        if rec[part] is None:
+            continue
         r, b = rec[part]["rtf"], baseline[part]["rtf"]
         rec[part]["rtf_refine"] = r
         rec[part]["rtf"] = (r + b) if (r is not None and b is not None) else r
     return rec
+
+
+def training_knobs(exp):
+    """What the search varies at training time, read back from the EBM's config.yaml."""
+    path = os.path.join(exp, "config.yaml")
+    if not os.path.isfile(path):
+        return {}
+    with open(path) as f:
+        cfg = yaml.safe_load(f) or {}
+    model, net = cfg.get("model_conf") or {}, cfg.get("energy_network_conf") or {}
+
+    def hypothesis(c):
+        h = (c.get("conf") or {}).get("hypothesis")
+        return h if isinstance(h, str) or h is None else h.get("name")
+
+    crit = [f"{c.get('label', c['name'])}*{c.get('weight', 1.0)}" + (f"@{hypothesis(c)}" if hypothesis(c) else "")
+            for c in model.get("criteria") or []]
+    return {
+        "criteria": "+".join(crit) or "-",
+        "negatives": "+".join(f"{s.get('label', s['name'])}*{s.get('weight', 1.0)}"
+                              for s in model.get("samplers") or []) or "-",
+        "pooling": net.get("pooling", "-"),
+        "spectral_norm": net.get("spectral_norm", "-"),
+        "lr": (cfg.get("optim_conf") or {}).get("lr", "-"),
+        "max_epoch": cfg.get("max_epoch", "-"),
+    }
+
+
+def write_search_log(records, best_by_exp, path):
+    """One row per EBM setting tried, dev numbers only (eval never takes part in the choice)."""
+    knobs = {exp: training_knobs(exp) for exp in {r["exp"] for r in records}}
+    cols = ["exp", "criteria", "negatives", "pooling", "spectral_norm", "lr", "max_epoch", "init", "steps", "lambda",
+            "sigma", "normalize_grad", "dev_mcd", "dev_log_f0_rmse", "dev_vde", "dev_gpe", "dev_ffe", "dev_rtf",
+            "chosen_on_dev"]
+    lines = ["\t".join(cols)]
+    for r in sorted(records, key=lambda r: (r["exp"], r["dev"]["mcd"])):
+        k = knobs[r["exp"]]
+        vals = [os.path.basename(r["exp"])] + [k.get(c, "-") for c in cols[1:7]] + [
+            r.get("init"), r["steps"], r["step_size"], r["sigma"], r.get("normalize_grad")] + [
+            fmt(r["dev"].get(m), 4) for m in ("mcd", "log_f0_rmse", "vde", "gpe", "ffe", "rtf")] + [
+            best_by_exp[r["exp"]] is r]
+        lines.append("\t".join(str(v) for v in vals))
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    write_atomic(path, "\n".join(lines) + "\n")
 
 
 def fmt(v, nd=3):
@@ -112,6 +166,10 @@ def verdict(best, base, args):
     """Beats = lower eval MCD, outside the noise (95% paired bootstrap interval below 0), and log-F0 RMSE and FFE
     no worse. A lower mean that the interval does not separate from Tacotron 2's is not a win."""
     e, b = best["eval"], base["eval"]
+    if e is None:
+        return (f"**not decoded on {args.eval_set}** at this dev-chosen setting: run stage 6 with "
+                f"--ebm_decode_sets {args.eval_set} --ebm_decode_steps {best['steps']} --ebm_decode_step_sizes "
+                f"{best['step_size']} --ebm_decode_sigmas {best['sigma']}, then stage 7 (search.sh does)")
     rel = 100.0 * (e["mcd"] - b["mcd"]) / b["mcd"]
     wins = {
         "MCD": e["mcd"] < b["mcd"],
@@ -154,15 +212,17 @@ def plots(records, base, gt, best_by_exp, args):
         xs = [max(r["steps"], 0.5) for r in rs]
         label, color = f"{exp} lambda={lam} sigma={sig}", f"C{n % 10}"  # one colour per setting in every panel
         axes[0].plot(xs, [r["dev"]["mcd"] for r in rs], "o--", color=color, alpha=0.5, label=f"{label} (dev)")
-        axes[0].plot(xs, [r["eval"]["mcd"] for r in rs], "o-", color=color, label=f"{label} (eval)")
-        axes[1].plot(xs, [r["eval"]["log_f0_rmse"] for r in rs], "o-", color=color, label=label)
-        axes[2].plot(xs, [r["eval"]["rtf"] or np.nan for r in rs], "o-", color=color, label=label)
-    for ax, key, ylabel in ((axes[0], "mcd", "MCD (dB)"), (axes[1], "log_f0_rmse", "log-F0 RMSE"),
-                            (axes[2], "rtf", "RTF (Tacotron 2 + Langevin)")):
-        if base["eval"].get(key) is not None:
-            ax.axhline(base["eval"][key], color="k", ls=":", label="Tacotron 2 (eval)")
+        ev = [(x, r["eval"]) for x, r in zip(xs, rs) if r["eval"] is not None]  # dev-only search settings: no eval
+        if ev:
+            axes[0].plot([x for x, _ in ev], [e["mcd"] for _, e in ev], "o-", color=color, label=f"{label} (eval)")
+        axes[1].plot(xs, [r["dev"]["log_f0_rmse"] for r in rs], "o--", color=color, label=f"{label} (dev)")
+        axes[2].plot(xs, [r["dev"]["rtf"] or np.nan for r in rs], "o--", color=color, label=f"{label} (dev)")
+    for ax, key, ylabel, part in ((axes[0], "mcd", "MCD (dB)", "eval"), (axes[1], "log_f0_rmse", "log-F0 RMSE", "dev"),
+                                  (axes[2], "rtf", "RTF (Tacotron 2 + Langevin)", "dev")):
+        if base[part].get(key) is not None:
+            ax.axhline(base[part][key], color="k", ls=":", label=f"Tacotron 2 ({part})")
         if key != "rtf":
-            ax.axhline(gt["eval"][key], color="gray", ls="-.", label="analysis-synthesis (eval)")
+            ax.axhline(gt[part][key], color="gray", ls="-.", label=f"analysis-synthesis ({part})")
         ax.set_xscale("log")
         ax.set_xlabel("Langevin steps")
         ax.set_ylabel(ylabel)
@@ -173,11 +233,11 @@ def plots(records, base, gt, best_by_exp, args):
     plt.close(fig)
     written.append(path)
 
-    # Energy along the chain (eval, mean over utterances), for the longest decode of each EBM.
+    # Energy along the chain (dev, which every setting has; mean over utterances), for the longest decode of each EBM.
     fig, ax = plt.subplots(figsize=(6, 4))
     for exp in sorted({r["exp"] for r in records}):
         longest = max((r for r in records if r["exp"] == exp), key=lambda r: r["steps"])
-        efile = os.path.join(longest["dir"], args.eval_set, "energy")
+        efile = os.path.join(longest["dir"], args.dev_set, "energy")
         if not os.path.isfile(efile):
             continue
         with open(efile) as f:
@@ -186,7 +246,7 @@ def plots(records, base, gt, best_by_exp, args):
         ax.plot(np.mean([r[:n] for r in rows], axis=0),
                 label=f"{os.path.basename(exp)} (lambda={longest['step_size']})")
     ax.set_xlabel("recorded Langevin step")
-    ax.set_ylabel("mean energy (eval)")
+    ax.set_ylabel("mean energy (dev)")
     ax.legend(fontsize=7)
     fig.tight_layout()
     path = os.path.join(args.plot_dir, "energy_vs_step.png")
@@ -201,7 +261,7 @@ def plots(records, base, gt, best_by_exp, args):
     if os.path.isfile(base_scp) and args.num_mel_plots > 0:
         base_r = open_feats_scp(base_scp)
         ebm_r = {exp: open_feats_scp(os.path.join(r["dir"], args.eval_set, "denorm", "feats.scp"))
-                 for exp, r in best_by_exp.items()}
+                 for exp, r in best_by_exp.items() if r["eval"] is not None}
         refs = dict(read_scp(args.ref_wav_scp)) if args.ref_wav_scp else {}
         settings = FeatureSettings.from_args(args)
         for key in sorted(base_r.keys())[: args.num_mel_plots]:
@@ -243,10 +303,10 @@ def main(argv=None):
             "eval VDE | eval GPE | eval FFE | eval RTF | params |\n|" + "---|" * 14 + "\n")
 
     def row(r, name):
-        e = r["eval"]
+        e = r["eval"] or {}
         return (f"| {name} | {r.get('criterion') or '-'} | {r.get('init') or '-'} | {fmt(r.get('steps'))} | "
                 f"{fmt(r.get('step_size'), 4)} | {fmt(r.get('sigma'), 2)} | {fmt(r['dev']['mcd'])} | "
-                + " | ".join(fmt(e[c], 3 if c == "mcd" else 4) for c in cols)
+                + " | ".join(fmt(e.get(c), 3 if c == "mcd" else 4) for c in cols)
                 + f" | {fmt(e.get('rtf'), 3)} | {fmt(r.get('params'))} |\n")
 
     md = [f"# RESULTS{(': ' + args.title) if args.title else ''}\n\n",
@@ -278,12 +338,15 @@ def main(argv=None):
         out["chosen_on_dev"] = r.get("chosen_on_dev", False)
         out["vocoder"] = args.vocoder_tag
         for part in ("eval", "dev"):
-            out[part] = {k: v for k, v in r[part].items()}
+            out[part] = dict(r[part]) if r[part] is not None else None
         for k in ("mcd", "log_f0_rmse", "ffe", "rtf"):
-            out[k] = r["eval"].get(k)
+            out[k] = (r["eval"] or {}).get(k)
         return out
 
     write_atomic(args.output_json, json.dumps([js(gt), js(base)] + [js(r) for r in records], indent=1) + "\n")
+    if args.search_log and records:
+        write_search_log(records, best_by_exp, args.search_log)
+        logging.info(f"wrote {args.search_log}: {len(records)} settings with their dev numbers")
     logging.info(f"wrote {args.output_md}, {args.output_json} and {len(figures)} plots in {args.plot_dir}")
     for exp, text in verdicts.items():
         logging.info(f"{os.path.basename(exp)}: " + re.sub(r"\*\*", "", text))

@@ -91,6 +91,7 @@ ebm_init=free_running     # initial hypotheses: a stage 4 decode mode (free_runn
 ebm_decode_steps=""       # sweep: one decode directory per step count (e.g. "1 10 100 300"); empty: the config's
 ebm_decode_step_sizes=""  # sweep: ... and per lambda (e.g. "0.01 0.1"); empty: the config's
 ebm_decode_sigmas=""      # sweep: ... and per noise scale sigma (e.g. "0 1"; 1 = the paper's rule); empty: the config's
+ebm_decode_sets=""        # sets stage 6 decodes; empty: dev and eval (search.sh decodes dev only, then eval at its choice)
 
 # Vocoding and evaluation (stage 7)
 vocoder_file=""           # parallel-wavegan .pkl with config.yml and stats.h5 beside it (egs/<corpus>/voc1); empty: Griffin-Lim
@@ -113,6 +114,7 @@ Options (--name value; dashes or underscores):
   --ebm_config FILE   --ebm_args "..."   --ebm_streams "${ebm_streams}"
   --ebm_inference_config FILE   --ebm_inference_model ${ebm_inference_model}   --ebm_init ${ebm_init}
   --ebm_decode_steps "1 10 100 300"   --ebm_decode_step_sizes "0.01 0.1"   --ebm_decode_sigmas "0 1"
+  --ebm_decode_sets "dev"
   --vocoder_file PKL (default: Griffin-Lim)   --eval_ebm_decodes "DIR..."   --results ${results}
   --dumpdir ${dumpdir}   --expdir ${expdir}
 EOF
@@ -349,7 +351,7 @@ if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
                 [ "${_steps}" = config ] || { _tag+=_steps${_steps}; _opt+=" --steps ${_steps}"; }
                 [ "${_lambda}" = config ] || { _tag+=_lambda${_lambda}; _opt+=" --step_size ${_lambda}"; }
                 [ "${_sigma}" = config ] || { _tag+=_sigma${_sigma}; _opt+=" --sigma ${_sigma}"; }
-                for dset in ${dev_set} ${eval_sets}; do
+                for dset in ${ebm_decode_sets:-${dev_set} ${eval_sets}}; do
                     _init=${tts_exp}/decode_${ebm_init}/${dset}/denorm/feats.scp
                     [ -f "${_init}" ] || die "${_init} is missing: run stage 4"
                     _dir=${ebm_exp}/decode_${_tag}_from_${ebm_init}/${dset}
@@ -405,6 +407,10 @@ if [ ${stage} -le 7 ] && [ ${stop_stage} -ge 7 ]; then
             else
                 _src=${_sys}/${dset}/denorm/feats.scp; _srcopt="--feats_scp ${_src}"
             fi
+            if [ ! -f "${_src}" ] && [ "${dset}" = "${eval_set}" ] && [ "${_sys}" != "${_base}" ] \
+                    && [ -f "${_sys}/${dev_set}/denorm/feats.scp" ]; then
+                continue  # a dev-only decode (a search setting): it is compared on dev, never on eval
+            fi
             [ -f "${_src}" ] || die "${_src} is missing: run the stage that decodes ${_sys}"
             _wavdir=${_sys}/${dset}/wav_${_vtag}
             # Up-to-date outputs (newer than their inputs) are kept: re-running stage 7 only does what changed.
@@ -433,6 +439,7 @@ if [ ${stage} -le 7 ] && [ ${stop_stage} -ge 7 ]; then
         _todo=()
         for _sys in ${_gt} ${_base} ${_ebms}; do
             _scores=${_sys}/${dset}/scores_${_vtag}.tsv
+            [ -f "${_sys}/${dset}/wav_${_vtag}/wav.scp" ] || continue  # a dev-only decode, on eval
             if [ -f "${_scores}" ] && [ "${_scores}" -nt "${_sys}/${dset}/wav_${_vtag}/wav.scp" ]; then
                 log "Stage 7: ${_scores} is up to date"
             else
@@ -469,7 +476,8 @@ if [ ${stage} -le 7 ] && [ ${stop_stage} -ge 7 ]; then
         --ground_truth "${_gt}" --baseline "${_base}" --baseline_params "${_params}" ${_opts} \
         --ref_wav_scp "${data_feats}/${eval_set}/wav.scp" ${_fopts} \
         --title "$(basename "$(dirname "${PWD}")")" --plot_dir "${expdir}/results_${_vtag}" \
-        --output_md "${results}" --output_json "${results%.md}.json"
+        --output_md "${results}" --output_json "${results%.md}.json" \
+        --search_log "${expdir}/results_${_vtag}/search_log.tsv"
 fi
 
 log "Successfully finished stages ${stage}-${stop_stage} [elapsed=${SECONDS}s]"

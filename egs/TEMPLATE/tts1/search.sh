@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# Dev-only search over EBMs and their Langevin settings, then eval at each EBM's dev choice; run from a recipe
+# directory after stages 0-4 (./search.sh [--grid conf/search.txt] [run.sh options...]).
+#   stage 1: for each grid line, train the EBM (tts.sh stage 5; a finished one resumes at its end) and decode the
+#            dev set at every (steps, lambda, sigma) of its line (stage 6 with --ebm_decode_sets <dev>)
+#   stage 2: vocode and score everything on dev (stage 7): exp/results_<vocoder>/search_log.tsv lists every
+#            setting tried with its training knobs and dev numbers; each EBM's setting is chosen there (lowest
+#            dev MCD)
+#   stage 3: decode eval at each EBM's chosen setting only, and score it (stages 6 and 7): RESULTS.md's verdict
+# The grid file has one line per EBM: train config, decode config, then comma-separated steps, lambdas, sigmas.
+# Every other option goes to run.sh unchanged (e.g. --vocoder_file, --nj).
+set -euo pipefail
+
+log() {
+    local fname=${BASH_SOURCE[1]##*/}
+    echo -e "$(date '+%Y-%m-%dT%H:%M:%S') (${fname}:${BASH_LINENO[0]}:${FUNCNAME[1]}) $*" >&2
+}
+die() { log "ERROR: $*"; exit 1; }
+
+grid=conf/search.txt
+stage=1
+stop_stage=3
+dev_set=dev
+eval_set=eval1
+results=RESULTS.md
+run_opts=()
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --grid) grid=$2; shift 2 ;;
+        --stage) stage=$2; shift 2 ;;
+        --stop_stage|--stop-stage) stop_stage=$2; shift 2 ;;
+        --dev_set) dev_set=$2; shift 2 ;;
+        --eval_set) eval_set=$2; shift 2 ;;
+        --results) results=$2; run_opts+=(--results "$2"); shift 2 ;;
+        --help|-h) sed -n '2,11p' "$0"; exit 0 ;;
+        *) run_opts+=("$1"); shift ;;
+    esac
+done
+[ -f "${grid}" ] || die "no search grid ${grid} (see conf/search.txt in egs/mini_espeak/tts1)"
+
+# The grid without comments: "train_config decode_config steps lambdas sigmas" per line.
+mapfile -t lines < <(grep -v '^[[:space:]]*\(#\|$\)' "${grid}")
+[ ${#lines[@]} -gt 0 ] || die "${grid} has no grid lines"
+for line in "${lines[@]}"; do
+    read -r train decode steps lambdas sigmas extra <<< "${line}"
+    [ -n "${sigmas}" ] && [ -z "${extra:-}" ] || die "${grid}: expected 5 fields, got: ${line}"
+    [ -f "${train}" ] || die "${grid}: ${train} does not exist"
+    [ -f "${decode}" ] || die "${grid}: ${decode} does not exist"
+done
+
+if [ "${stage}" -le 1 ] && [ "${stop_stage}" -ge 1 ]; then
+    for line in "${lines[@]}"; do
+        read -r train decode steps lambdas sigmas <<< "${line}"
+        log "Search stage 1: ${train} (decode ${decode}; steps ${steps}; lambda ${lambdas}; sigma ${sigmas}) on ${dev_set}"
+        ./run.sh --stage 5 --stop_stage 6 --ebm_config "${train}" --ebm_inference_config "${decode}" \
+            --ebm_decode_steps "${steps//,/ }" --ebm_decode_step_sizes "${lambdas//,/ }" \
+            --ebm_decode_sigmas "${sigmas//,/ }" --ebm_decode_sets "${dev_set}" "${run_opts[@]}"
+    done
+fi
+
+if [ "${stage}" -le 2 ] && [ "${stop_stage}" -ge 2 ]; then
+    log "Search stage 2: scoring every setting on ${dev_set}"
+    ./run.sh --stage 7 --stop_stage 7 "${run_opts[@]}"
+fi
+
+if [ "${stage}" -le 3 ] && [ "${stop_stage}" -ge 3 ]; then
+    json=${results%.md}.json
+    [ -f "${json}" ] || die "${json} is missing: run search stage 2"
+    for line in "${lines[@]}"; do
+        read -r train decode steps lambdas sigmas <<< "${line}"
+        exp=ebm_$(basename "${train}" .yaml)
+        # The dev-chosen setting of this EBM from stage 7's table, spelt as in the grid (it names the decode dir).
+        chosen=$(python3 -c '
+import json, sys
+rows = [r for r in json.load(open(sys.argv[1])) if r.get("exp") == sys.argv[2] and r.get("chosen_on_dev")]
+if rows:
+    print(" ".join(next((v for v in grid.split(",") if float(v) == float(rows[0][k])), str(rows[0][k]))
+                   for k, grid in zip(("steps", "lambda", "sigma"), sys.argv[3:])))' \
+            "${json}" "${exp}" "${steps}" "${lambdas}" "${sigmas}")
+        [ -n "${chosen}" ] || die "${json} has no dev-chosen setting for ${exp}: run search stage 2"
+        read -r s l g <<< "${chosen}"
+        log "Search stage 3: ${exp} chose steps ${s}, lambda ${l}, sigma ${g} on ${dev_set}: decoding ${eval_set}"
+        ./run.sh --stage 6 --stop_stage 6 --ebm_config "${train}" --ebm_inference_config "${decode}" \
+            --ebm_decode_steps "${s}" --ebm_decode_step_sizes "${l}" --ebm_decode_sigmas "${g}" \
+            --ebm_decode_sets "${eval_set}" "${run_opts[@]}"
+    done
+    ./run.sh --stage 7 --stop_stage 7 "${run_opts[@]}"
+fi
+log "Successfully finished search stages ${stage}-${stop_stage} [elapsed=${SECONDS}s]"

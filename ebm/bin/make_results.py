@@ -11,6 +11,7 @@ numbers with Tacotron 2's. Eval never chooses anything: a decode may exist on de
 """
 
 import argparse
+import inspect
 import json
 import logging
 import math
@@ -108,6 +109,10 @@ def training_knobs(exp):
     with open(path) as f:
         cfg = yaml.safe_load(f) or {}
     model, net = cfg.get("model_conf") or {}, cfg.get("energy_network_conf") or {}
+    from ebm.energy_network import EnergyNetwork  # its defaults fill what the config leaves out
+
+    defaults = {k: p.default for k, p in inspect.signature(EnergyNetwork.__init__).parameters.items()}
+    net = {**defaults, **net}
 
     def hypothesis(c):
         h = (c.get("conf") or {}).get("hypothesis")

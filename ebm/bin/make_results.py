@@ -357,6 +357,7 @@ def main(argv=None):
         out = {k: r.get(k) for k in ("system", "criterion", "init", "steps", "step_size", "sigma", "params")}
         out["lambda"] = out.pop("step_size")
         out["exp"] = os.path.basename(r["exp"]) if r.get("exp") else None
+        out["decode"] = os.path.basename(os.path.normpath(r["dir"])) if r.get("exp") else None
         out["chosen_on_dev"] = r.get("chosen_on_dev", False)
         out["vocoder"] = args.vocoder_tag
         for part in ("eval", "dev"):

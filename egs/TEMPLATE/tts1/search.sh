@@ -7,7 +7,8 @@
 #            setting tried with its training knobs and dev numbers; each EBM's setting is chosen there (lowest
 #            dev MCD)
 #   stage 3: decode eval at each EBM's chosen setting only, and score it (stages 6 and 7): RESULTS.md's verdict
-# The grid file has one line per EBM: train config, decode config, then comma-separated steps, lambdas, sigmas.
+# The grid file has one line per grid: train config, decode config, then comma-separated steps, lambdas, sigmas
+# (an EBM may have several lines).
 # Every other option goes to run.sh unchanged (e.g. --vocoder_file, --nj).
 set -euo pipefail
 
@@ -23,6 +24,7 @@ stop_stage=3
 dev_set=dev
 eval_set=eval1
 results=RESULTS.md
+expdir=exp
 run_opts=()
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -32,6 +34,7 @@ while [ $# -gt 0 ]; do
         --dev_set) dev_set=$2; shift 2 ;;
         --eval_set) eval_set=$2; shift 2 ;;
         --results) results=$2; run_opts+=(--results "$2"); shift 2 ;;
+        --expdir) expdir=$2; run_opts+=(--expdir "$2"); shift 2 ;;
         --help|-h) sed -n '2,11p' "$0"; exit 0 ;;
         *) run_opts+=("$1"); shift ;;
     esac
@@ -66,23 +69,29 @@ fi
 if [ "${stage}" -le 3 ] && [ "${stop_stage}" -ge 3 ]; then
     json=${results%.md}.json
     [ -f "${json}" ] || die "${json} is missing: run search stage 2"
+    done_exps=" "
     for line in "${lines[@]}"; do
-        read -r train decode steps lambdas sigmas <<< "${line}"
+        read -r train decode _ <<< "${line}"
         exp=ebm_$(basename "${train}" .yaml)
-        # The dev-chosen setting of this EBM from stage 7's table, spelt as in the grid (it names the decode dir).
+        [[ "${done_exps}" != *" ${exp} "* ]] || continue  # several grid lines, one EBM: one choice
+        done_exps+="${exp} "
+        # The dev-chosen decode of this EBM from stage 7's table; its name spells the options that made it.
         chosen=$(python3 -c '
 import json, sys
 rows = [r for r in json.load(open(sys.argv[1])) if r.get("exp") == sys.argv[2] and r.get("chosen_on_dev")]
-if rows:
-    print(" ".join(next((v for v in grid.split(",") if float(v) == float(rows[0][k])), str(rows[0][k]))
-                   for k, grid in zip(("steps", "lambda", "sigma"), sys.argv[3:])))' \
-            "${json}" "${exp}" "${steps}" "${lambdas}" "${sigmas}")
+print(rows[0]["decode"] if rows else "")' "${json}" "${exp}")
         [ -n "${chosen}" ] || die "${json} has no dev-chosen setting for ${exp}: run search stage 2"
-        read -r s l g <<< "${chosen}"
-        log "Search stage 3: ${exp} chose steps ${s}, lambda ${l}, sigma ${g} on ${dev_set}: decoding ${eval_set}"
+        if [ -f "${expdir}/${exp}/${chosen}/${eval_set}/denorm/feats.scp" ]; then
+            log "Search stage 3: ${exp} chose ${chosen} on ${dev_set}; its ${eval_set} decode exists"
+            continue
+        fi
+        _opts=()
+        [[ ! "${chosen}" =~ _steps([^_]+) ]] || _opts+=(--ebm_decode_steps "${BASH_REMATCH[1]}")
+        [[ ! "${chosen}" =~ _lambda([^_]+) ]] || _opts+=(--ebm_decode_step_sizes "${BASH_REMATCH[1]}")
+        [[ ! "${chosen}" =~ _sigma([^_]+) ]] || _opts+=(--ebm_decode_sigmas "${BASH_REMATCH[1]}")
+        log "Search stage 3: ${exp} chose ${chosen} on ${dev_set}: decoding ${eval_set} (${_opts[*]})"
         ./run.sh --stage 6 --stop_stage 6 --ebm_config "${train}" --ebm_inference_config "${decode}" \
-            --ebm_decode_steps "${s}" --ebm_decode_step_sizes "${l}" --ebm_decode_sigmas "${g}" \
-            --ebm_decode_sets "${eval_set}" "${run_opts[@]}"
+            "${_opts[@]}" --ebm_decode_sets "${eval_set}" "${run_opts[@]}"
     done
     ./run.sh --stage 7 --stop_stage 7 "${run_opts[@]}"
 fi

@@ -11,6 +11,7 @@ set -euo pipefail
     --token_type char --cleaner tacotron --g2p none \
     --train_config conf/tuning/train_tacotron2.yaml \
     --inference_config conf/decode_tacotron2.yaml \
-    --ebm_config conf/tuning/train_ebm.yaml \
-    --ebm_inference_config conf/decode_ebm.yaml \
+    --ebm_config conf/tuning/train_ebm_score.yaml \
+    --ebm_inference_config conf/decode_ebm_score.yaml \
+    --ebm_decode_steps "1 2 4" --ebm_decode_step_sizes "1.0 2.0" \
     "$@"

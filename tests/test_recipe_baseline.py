@@ -93,6 +93,7 @@ def test_a_different_token_list_is_refused(recipe, tmp_path):
 
 
 EBM = ["--ebm_config", str(REPO / "tests/data/train_ebm_tiny.yaml"), "--ebm_streams", "teacher_forced"]
+NO_LAMBDA_SWEEP = ["--ebm_decode_step_sizes", ""]  # run.sh sweeps the score model's lambdas; these use the config's
 EBM_EXP = "exp/ebm_train_ebm_tiny"
 
 
@@ -138,7 +139,7 @@ def test_langevin_decoding_stage(ebm_recipe, monkeypatch):
     """Stage 6 sweep: 0 steps gives back the initial hypothesis; 2 steps record three energies per utterance."""
     proc = run_recipe(ebm_recipe, "--stage", "6", "--stop-stage", "6", *TINY, *EBM,
                       "--ebm_inference_config", str(REPO / "egs/mini_espeak/tts1/conf/decode_ebm.yaml"),
-                      "--ebm_decode_steps", "0 2")
+                      "--ebm_decode_steps", "0 2", *NO_LAMBDA_SWEEP)
     assert proc.returncode == 0, proc.stderr[-3000:]
     monkeypatch.chdir(ebm_recipe)
     init = NpyScpReader(f"{EXP}/decode_free_running/dev/denorm/feats.scp")
@@ -157,7 +158,7 @@ def results_recipe(ebm_recipe):
     """Stage 6 as above, then stage 7 with a short Griffin-Lim: the whole comparison on 5 + 5 utterances."""
     proc = run_recipe(ebm_recipe, "--stage", "6", "--stop-stage", "7", *TINY, *EBM,
                       "--ebm_inference_config", str(REPO / "egs/mini_espeak/tts1/conf/decode_ebm.yaml"),
-                      "--ebm_decode_steps", "0 2", "--griffin_lim_iters", "4")
+                      "--ebm_decode_steps", "0 2", *NO_LAMBDA_SWEEP, "--griffin_lim_iters", "4")
     assert proc.returncode == 0, proc.stderr[-3000:]
     return ebm_recipe
 

@@ -18,11 +18,26 @@ def test_links_resolve():
 @pytest.mark.parametrize("recipe", RECIPES, ids=[r.parent.name for r in RECIPES])
 def test_recipe_has_the_shared_pieces(recipe):
     for name in ["run.sh", "local/data.sh", "tts.sh", "path.sh", "cmd.sh", "db.sh", "utils/run.pl",
-                 "conf/slurm.conf", "conf/decode_tacotron2.yaml", "conf/decode_ebm.yaml"]:
+                 "conf/slurm.conf", "conf/decode_tacotron2.yaml", "conf/decode_ebm.yaml", "search.sh",
+                 "conf/search.txt"]:
         assert (recipe / name).exists(), f"{recipe.name}: {name}"
     for name in ["run.sh", "local/data.sh"]:
         assert os.access(recipe / name, os.X_OK), f"{recipe.name}: {name} is not executable"
     assert (recipe / "tts.sh").resolve() == (REPO / "egs/TEMPLATE/tts1/tts.sh")
+    assert (recipe / "search.sh").resolve() == (REPO / "egs/TEMPLATE/tts1/search.sh")
     for opt in ["--train_config", "--inference_config", "--ebm_config", "--ebm_inference_config"]:
         value = (recipe / "run.sh").read_text().split(opt, 1)[1].split()[0]
         assert (recipe / value).is_file(), f"{recipe.name}: {opt} {value} does not exist"
+
+
+@pytest.mark.parametrize("recipe", RECIPES, ids=[r.parent.name for r in RECIPES])
+def test_search_grid_names_existing_configs(recipe):
+    """Each line of conf/search.txt: train config, decode config, then steps, lambdas and sigmas as number lists."""
+    lines = [line.split() for line in (recipe / "conf/search.txt").read_text().splitlines()
+             if line.strip() and not line.lstrip().startswith("#")]
+    assert lines, f"{recipe.name}: empty search grid"
+    for fields in lines:
+        assert len(fields) == 5, f"{recipe.name}: {fields}"
+        assert (recipe / fields[0]).is_file() and (recipe / fields[1]).is_file(), f"{recipe.name}: {fields}"
+        for values in fields[2:]:
+            [float(v) for v in values.split(",")]

@@ -85,10 +85,12 @@ print(rows[0]["decode"] if rows else "")' "${json}" "${exp}")
             log "Search stage 3: ${exp} chose ${chosen} on ${dev_set}; its ${eval_set} decode exists"
             continue
         fi
-        _opts=()
-        [[ ! "${chosen}" =~ _steps([^_]+) ]] || _opts+=(--ebm_decode_steps "${BASH_REMATCH[1]}")
-        [[ ! "${chosen}" =~ _lambda([^_]+) ]] || _opts+=(--ebm_decode_step_sizes "${BASH_REMATCH[1]}")
-        [[ ! "${chosen}" =~ _sigma([^_]+) ]] || _opts+=(--ebm_decode_sigmas "${BASH_REMATCH[1]}")
+        _opts=()  # a knob missing from the name came from the decode config: "" overrides run.sh's sweep with it
+        for knob in steps:steps lambda:step_sizes sigma:sigmas; do
+            value=""
+            [[ ! "${chosen}" =~ _${knob%%:*}([^_]+) ]] || value=${BASH_REMATCH[1]}
+            _opts+=(--ebm_decode_${knob#*:} "${value}")
+        done
         log "Search stage 3: ${exp} chose ${chosen} on ${dev_set}: decoding ${eval_set} (${_opts[*]})"
         ./run.sh --stage 6 --stop_stage 6 --ebm_config "${train}" --ebm_inference_config "${decode}" \
             "${_opts[@]}" --ebm_decode_sets "${eval_set}" "${run_opts[@]}"

@@ -250,7 +250,7 @@ def test_search_chooses_on_dev_then_decodes_eval_once(results_recipe):
                     for s in (1, 2) for l in ("0.01", "0.05")]
     with_eval = [d for d in dirs if (results_recipe / EBM_EXP / d / "eval1").is_dir()]
     assert len(with_eval) == 1 and all((results_recipe / EBM_EXP / d / "dev").is_dir() for d in dirs)
-    log = (results_recipe / "exp/results_griffin_lim/search_log.tsv").read_text().splitlines()
+    log = (results_recipe / "RESULTS_search.tsv").read_text().splitlines()
     head = log[0].split("\t")
     assert "dev_mcd" in head and not any(h.startswith("eval") for h in head) and len(log) == 1 + 4
     rows = [dict(zip(head, line.split("\t"))) for line in log[1:]]

@@ -3,9 +3,9 @@
 # directory after stages 0-4 (./search.sh [--grid conf/search.txt] [run.sh options...]).
 #   stage 1: for each grid line, train the EBM (tts.sh stage 5; a finished one resumes at its end) and decode the
 #            dev set at every (steps, lambda, sigma) of its line (stage 6 with --ebm_decode_sets <dev>)
-#   stage 2: vocode and score everything on dev (stage 7): exp/results_<vocoder>/search_log.tsv lists every
-#            setting tried with its training knobs and dev numbers; each EBM's setting is chosen there (lowest
-#            dev MCD)
+#   stage 2: vocode and score everything on dev (stage 7): RESULTS_search.tsv, beside RESULTS.md, lists every
+#            setting tried with its training knobs and dev numbers; each EBM's setting is chosen there by the
+#            verdict's rule applied to dev
 #   stage 3: decode eval at each EBM's chosen setting only, and score it (stages 6 and 7): RESULTS.md's verdict
 # The grid file has one line per grid: train config, decode config, then comma-separated steps, lambdas, sigmas
 # (an EBM may have several lines).
@@ -35,7 +35,7 @@ while [ $# -gt 0 ]; do
         --eval_set) eval_set=$2; shift 2 ;;
         --results) results=$2; run_opts+=(--results "$2"); shift 2 ;;
         --expdir) expdir=$2; run_opts+=(--expdir "$2"); shift 2 ;;
-        --help|-h) sed -n '2,11p' "$0"; exit 0 ;;
+        --help|-h) sed -n '2,12p' "$0"; exit 0 ;;
         *) run_opts+=("$1"); shift ;;
     esac
 done

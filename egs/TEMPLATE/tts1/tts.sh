@@ -477,7 +477,7 @@ if [ ${stage} -le 7 ] && [ ${stop_stage} -ge 7 ]; then
         --ref_wav_scp "${data_feats}/${eval_set}/wav.scp" ${_fopts} \
         --title "$(basename "$(dirname "${PWD}")")" --plot_dir "${expdir}/results_${_vtag}" \
         --output_md "${results}" --output_json "${results%.md}.json" \
-        --search_log "${expdir}/results_${_vtag}/search_log.tsv"
+        --search_log "${results%.md}_search.tsv"
 fi
 
 log "Successfully finished stages ${stage}-${stop_stage} [elapsed=${SECONDS}s]"

@@ -231,7 +231,7 @@ def plots(records, base, gt, best_by_exp, args):
     os.makedirs(args.plot_dir, exist_ok=True)
     written = []
     # Quality and cost against Langevin steps, one line per EBM and step size; Tacotron 2 as the reference line.
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    fig, axes = plt.subplots(1, 4, figsize=(20, 4.5), gridspec_kw={"width_ratios": [1, 1, 1, 0.9]})
     groups = {}
     for r in records:
         groups.setdefault((os.path.basename(r["exp"]), r["step_size"], r["sigma"]), []).append(r)
@@ -254,7 +254,8 @@ def plots(records, base, gt, best_by_exp, args):
         ax.set_xscale("log")
         ax.set_xlabel("Langevin steps")
         ax.set_ylabel(ylabel)
-    axes[0].legend(fontsize=6)
+    axes[3].axis("off")  # the legend gets a panel of its own: a search has many settings
+    axes[3].legend(*axes[0].get_legend_handles_labels(), loc="center left", fontsize=6, ncol=1 + len(groups) // 24)
     fig.tight_layout()
     path = os.path.join(args.plot_dir, "metrics_vs_steps.png")
     fig.savefig(path, dpi=100)

@@ -31,3 +31,10 @@ split_for_jobs() {
     # shellcheck disable=SC2086
     utils/split_scp.pl "${scp}" ${outs}
 }
+# merge_jobs PATTERN OUT: the files PATTERN with JOB = 1.._nj (split_for_jobs' count), concatenated and C-sorted
+# into OUT through a temporary name, so that an interrupted merge never leaves a complete-looking OUT.
+merge_jobs() {
+    local pattern=$1 out=$2 n
+    for n in $(seq "${_nj}"); do cat "${pattern//JOB/${n}}"; done | LC_ALL=C sort > "${out}.tmp"
+    mv "${out}.tmp" "${out}"
+}

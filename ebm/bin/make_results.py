@@ -4,8 +4,9 @@ Rows: the references through the vocoder (analysis-synthesis: the floor any syst
 free-running decodes, and every Langevin decode of every EBM given. For each EBM (one ``exp/ebm_*`` directory,
 i.e. one training criterion) the setting chosen on *dev* is marked: the verdict's rule applied to dev (MCD lower,
 log-F0 RMSE and FFE no worse than Tacotron 2's), the lowest dev MCD among the settings that fail the fewest of
-those conditions; the verdict compares its *eval* numbers with Tacotron 2's. Eval never chooses anything: a decode may exist on dev only (a setting of
-``search.sh``), and when the dev-chosen one has no eval decode yet the verdict says which to run.
+those conditions; the verdict compares its *eval* numbers with Tacotron 2's. Eval never chooses anything: a
+decode may exist on dev only (a setting of ``search.sh``), and when the dev-chosen one has no eval decode yet the
+verdict says which to run.
 
 ``--search_log`` writes every setting tried, one row each with its training knobs (from the EBM's
 ``config.yaml``) and its decoding knobs, with dev numbers only: the log of the search.
@@ -125,8 +126,8 @@ def training_knobs(exp):
         "criteria": "+".join(crit) or "-",
         "negatives": "+".join(f"{s.get('label', s['name'])}*{s.get('weight', 1.0)}"
                               for s in model.get("samplers") or []) or "-",
-        "pooling": net.get("pooling", "-"),
-        "spectral_norm": net.get("spectral_norm", "-"),
+        "pooling": net["pooling"],
+        "spectral_norm": net["spectral_norm"],
         "lr": (cfg.get("optim_conf") or {}).get("lr", "-"),
         "max_epoch": cfg.get("max_epoch", "-"),
     }

@@ -306,8 +306,7 @@ if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
             rm -rf "${_dir}"
             mkdir -p "${_dir}"/{norm,denorm,speech_shape,att_ws}
             for f in norm/feats.scp denorm/feats.scp speech_shape/speech_shape rtf; do
-                for n in $(seq "${_nj}"); do cat "${_logdir}/output.${n}/${mode}/${f}"; done \
-                    | LC_ALL=C sort > "${_dir}/${f}"
+                merge_jobs "${_logdir}/output.JOB/${mode}/${f}" "${_dir}/${f}"
             done
             for n in $(seq "${_nj}"); do cp "${_logdir}/output.${n}/${mode}"/att_ws/*.png "${_dir}/att_ws/" 2>/dev/null || true; done
             ${python} -m ebm.bin.report_decode_lengths --text "${data_feats}/${dset}/text" \
@@ -370,7 +369,7 @@ if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
                             "${_logdir}"/langevin.*.log
                     mkdir -p "${_dir}"/{norm,denorm}
                     for f in norm/feats.scp denorm/feats.scp energy stopped rtf; do
-                        for n in $(seq "${_nj}"); do cat "${_logdir}/output.${n}/${f}"; done | LC_ALL=C sort > "${_dir}/${f}"
+                        merge_jobs "${_logdir}/output.JOB/${f}" "${_dir}/${f}"
                     done
                     cp "${_logdir}/output.1/settings.yaml" "$(dirname "${_dir}")/settings.yaml"
                     log "$(wc -l < "${_dir}/stopped") of $(wc -l < "${_dir}/rtf") chains stopped early (see ${_dir}/stopped)"
@@ -427,9 +426,7 @@ if [ ${stage} -le 7 ] && [ ${stop_stage} -ge 7 ]; then
                         --output_dir "${_wavdir}/log/output.JOB" ${_vopts} \
                     || die_with_logs "vocoding ${_sys}/${dset} failed (logs: ${_wavdir}/log/vocode.*.log)" \
                         "${_wavdir}"/log/vocode.*.log
-                for n in $(seq "${_nj}"); do cat "${_wavdir}/log/output.${n}/wav.scp"; done | LC_ALL=C sort \
-                    > "${_wavdir}/wav.scp.tmp"
-                mv "${_wavdir}/wav.scp.tmp" "${_wavdir}/wav.scp"
+                merge_jobs "${_wavdir}/log/output.JOB/wav.scp" "${_wavdir}/wav.scp"
             fi
         done
     done

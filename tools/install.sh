@@ -39,12 +39,43 @@ if not os.path.realpath(ebm.__file__).startswith(top + os.sep):
 PY
 }
 
+# A venv shared by several clones (the CI cache) may still list another clone in easy-install.pth, ahead of
+# this one; `pip install -e` appends without removing it. Drop every entry that holds an ebm package.
+unlink_other_checkouts() {
+    "${venv}/bin/python" - <<'PY'
+import os, sysconfig
+site = sysconfig.get_paths()["purelib"]
+pth = os.path.join(site, "easy-install.pth")
+if os.path.exists(pth):
+    lines = open(pth).read().splitlines()
+    keep = [l for l in lines if not os.path.isfile(os.path.join(l.strip(), "ebm", "__init__.py"))]
+    with open(pth + ".tmp", "w") as f:
+        f.write("".join(l + "\n" for l in keep))
+    os.replace(pth + ".tmp", pth)
+link = os.path.join(site, "ebm.egg-link")
+if os.path.exists(link):
+    os.remove(link)
+PY
+}
+
+# parallel-wavegan 0.6.1 imports scipy.signal.kaiser (gone in SciPy >= 1.13). A .pth line runs at every start of
+# the venv's Python (modules and console scripts alike) and installs a lazy shim: ebm/compat.py. The line is a
+# no-op while ebm is not importable (during a relink).
+write_scipy_shim() {
+    local site
+    site=$("${venv}/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+    echo 'import importlib.util as u; u.find_spec("ebm") and __import__("ebm.compat").compat.install_scipy_shim()' \
+        > "${site}/ebm_compat.pth"
+}
+
 if ! ${force} && [ -f "${stamp}" ] && [ "$(cat "${stamp}")" = "${key}" ]; then
     if verify >/dev/null 2>&1; then
         log "environment ${venv} is up to date"
         exit 0
     fi
     log "environment ${venv} is installed but does not import this checkout's ebm: relinking"
+    write_scipy_shim
+    unlink_other_checkouts
     "${venv}/bin/pip" install --quiet --no-deps --no-build-isolation -e "${top_dir}" \
         || die "pip install -e ${top_dir} failed"
     verify || die "tools/venv does not import; rerun with --force to rebuild it"
@@ -82,10 +113,7 @@ log "installing ebm (editable) from ${top_dir}"
 "${venv}/bin/python" -m pip install --disable-pip-version-check --quiet --no-deps --no-build-isolation -e "${top_dir}" \
     || die "pip install -e ${top_dir} failed"
 
-# parallel-wavegan 0.6.1 imports scipy.signal.kaiser (gone in SciPy >= 1.13). A .pth line runs at every start of
-# the venv's Python (modules and console scripts alike) and installs a lazy shim: ebm/compat.py.
-site=$("${venv}/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
-echo "import ebm.compat; ebm.compat.install_scipy_shim()" > "${site}/ebm_compat.pth"
+write_scipy_shim
 
 log "verifying imports"
 verify || die "the installed environment does not import (see above); rerun with --force"

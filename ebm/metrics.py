@@ -237,6 +237,42 @@ def score_analyses(ref: Dict[str, np.ndarray], gen: Dict[str, np.ndarray]) -> Di
     return scores
 
 
+def f0_on_ref_frames(ref: Dict[str, np.ndarray], gen: Dict[str, np.ndarray]) -> np.ndarray:
+    """``gen``'s F0 carried onto ``ref``'s frames along the F0 errors' DTW path (the first point of each ref frame).
+
+    Two systems are then comparable frame by frame on the same reference frames (:func:`common_voiced_f0`).
+    """
+    n = min(len(ref["mcep_centered"]), len(ref["f0"]))
+    m = min(len(gen["mcep_centered"]), len(gen["f0"]))
+    i, j = dtw_path(ref["mcep_centered"][:n], gen["mcep_centered"][:m])
+    first = np.ones(len(i), dtype=bool)
+    first[1:] = i[1:] != i[:-1]
+    out = np.zeros(n)
+    out[i[first]] = gen["f0"][:m][j[first]]
+    return out
+
+
+def common_voiced_f0(ref: Dict[str, np.ndarray], gens) -> Dict[str, np.ndarray]:
+    """Pitch accuracy of several systems on one set of frames: those voiced in the reference and in every system.
+
+    ``log_f0_rmse`` counts the frames voiced in both signals, so a system that voices more of the reference's voiced
+    frames is scored on more (and harder) frames than one that leaves them unvoiced. Restricting every system to
+    the frames all of them voice separates pitch accuracy from voicing. Returns ``{log_f0_rmse: (S,),
+    voiced_share: (S,), n_common}``: RMSE of ``ln f0_gen - ln f0_ref`` over the common frames (NaN if none), and
+    the share of the reference's voiced frames each system voices.
+    """
+    ref_f0 = ref["f0"][:min(len(ref["mcep_centered"]), len(ref["f0"]))]
+    tracks = [f0_on_ref_frames(ref, g) for g in gens]
+    ref_voiced = ref_f0 > 0
+    common = ref_voiced.copy()
+    for t in tracks:
+        common &= t > 0
+    rmse = [float(np.sqrt(np.mean((np.log(t[common]) - np.log(ref_f0[common])) ** 2))) if common.any()
+            else float("nan") for t in tracks]
+    share = [float(np.sum(ref_voiced & (t > 0)) / max(int(ref_voiced.sum()), 1)) for t in tracks]
+    return {"log_f0_rmse": np.array(rmse), "voiced_share": np.array(share), "n_common": int(common.sum())}
+
+
 def score_pair(ref_wav, gen_wav, fs: int, n_shift: int = 256, n_fft: int = 1024, order: int = 34,
                alpha: Optional[float] = None, f0_floor: float = 40.0,
                f0_ceil: float = 800.0) -> Dict[str, float]:

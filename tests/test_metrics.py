@@ -137,3 +137,44 @@ def test_mcd_framing_is_a_slice_of_the_centred_analysis():
     a = metrics.analyse(x, 22050)
     np.testing.assert_allclose(a["mcep"], metrics.mel_cepstrum(x, 22050), rtol=1e-10, atol=1e-10)
     np.testing.assert_allclose(a["mcep_centered"], metrics.mel_cepstrum(x, 22050, center=True))
+
+
+def test_common_voiced_f0_separates_pitch_from_voicing(ref):
+    """A system that leaves half the speech unvoiced is scored on the frames every system voices, not on fewer."""
+    half_unvoiced = ref.copy()
+    a, b = len(ref) // 4, 3 * len(ref) // 4
+    half_unvoiced[a:b] = 0.01 * np.random.default_rng(4).standard_normal(b - a)
+    shifted = voice(f0_scale=1.1, seed=2)
+    r = metrics.analyse(ref, FS)
+    np.testing.assert_array_equal(metrics.f0_on_ref_frames(r, r), r["f0"][:len(metrics.f0_on_ref_frames(r, r))])
+    out = metrics.common_voiced_f0(r, [metrics.analyse(half_unvoiced, FS), metrics.analyse(shifted, FS)])
+    ref_voiced = int(np.sum(r["f0"] > 0))
+    assert 0.3 * ref_voiced < out["n_common"] < 0.7 * ref_voiced
+    # the common frames are those the half-unvoiced system voices (the shifted one voices them all), so its
+    # score is its stage-7 log-F0 RMSE (edge frames of the cut included); the shifted one is scored there too
+    assert out["log_f0_rmse"][0] == pytest.approx(f0_errors(ref, half_unvoiced, FS)["log_f0_rmse"], abs=0.01)
+    assert out["log_f0_rmse"][1] == pytest.approx(math.log(1.1), abs=0.03)
+    assert 0.3 < out["voiced_share"][0] < 0.7 and out["voiced_share"][1] > 0.9
+
+
+def test_compare_f0_cli(ref, tmp_path, capsys):
+    from ebm.bin import compare_f0
+
+    scps = {}
+    for name, sig in (("ref", ref), ("base", voice(f0_scale=1.1, seed=2)), ("sys", ref + 0.001)):
+        with open(tmp_path / f"{name}.scp", "w") as f:
+            for utt in ("u1", "u2"):
+                sf.write(str(tmp_path / f"{name}_{utt}.wav"), sig, FS, subtype="PCM_16")
+                f.write(f"{utt} {tmp_path / f'{name}_{utt}.wav'}\n")
+        scps[name] = str(tmp_path / f"{name}.scp")
+    out = tmp_path / "f0.tsv"
+    compare_f0.main(["--ref_wav_scp", scps["ref"], "--system", "base", scps["base"], "--system", "sys", scps["sys"],
+                     "--output", str(out), "--n_boot", "100"])
+    printed = capsys.readouterr().out
+    assert "2 utterances" in printed and "minus base: -0.09" in printed
+    lines = out.read_text().splitlines()
+    assert lines[0].split("\t") == ["utt", "n_common", "base_log_f0_rmse", "base_voiced_share",
+                                    "sys_log_f0_rmse", "sys_voiced_share"]
+    assert [line.split("\t")[0] for line in lines[1:]] == ["u1", "u2"]
+    with pytest.raises(EbmError, match="at least two"):
+        compare_f0.main(["--ref_wav_scp", scps["ref"], "--system", "sys", scps["sys"]])

@@ -169,6 +169,7 @@ def test_evaluation_stage_writes_results(results_recipe):
     md = (results_recipe / "RESULTS.md").read_text()
     assert "| analysis-synthesis |" in md and "| Tacotron 2 |" in md and "ebm_train_ebm_tiny" in md
     assert "Tacotron 2** on 5 eval utterances" in md  # the verdict: "beats" or "does not beat"
+    assert "On the frames voiced in the reference and in both systems, log-F0 RMSE" in md
     records = json.loads((results_recipe / "RESULTS.json").read_text())
     assert [r["system"] for r in records] == ["analysis-synthesis", "tacotron2", "ebm", "ebm"]
     ebm = [r for r in records if r["system"] == "ebm"]
@@ -177,6 +178,8 @@ def test_evaluation_stage_writes_results(results_recipe):
         for key in ("mcd", "log_f0_rmse", "ffe"):
             assert np.isfinite(r[key]) or key == "log_f0_rmse", (r["system"], key)
         assert r["vocoder"] == "griffin_lim"
+    chosen = next(r for r in ebm if r["chosen_on_dev"])
+    assert chosen["eval"]["common_voiced_f0"]["n_utts"] == 5
     steps0 = next(r for r in ebm if r["steps"] == 0)
     base = records[1]
     assert abs(steps0["mcd"] - base["mcd"]) < 0.05  # 0 steps is Tacotron 2's own output through the same path

@@ -35,8 +35,8 @@ def get_parser():
     return p
 
 
-def bootstrap(d, n_boot, seed=0):
-    """Mean of ``d`` and its 95% bootstrap interval."""
+def bootstrap(d, n_boot=2000, seed=0):
+    """Mean of ``d`` (NaNs dropped) and its 95% bootstrap interval."""
     d = np.asarray([x for x in d if not math.isnan(x)])
     if d.size == 0:
         return float("nan"), float("nan"), float("nan")
@@ -44,47 +44,78 @@ def bootstrap(d, n_boot, seed=0):
     return float(d.mean()), float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
 
 
+class Analyses:
+    """WORLD/mel-cepstral analyses of one wav.scp, each utterance analysed once however often it is compared."""
+
+    def __init__(self, wav_scp, what, n_shift=256, ref_fs=None):
+        self.wavs, self.what, self.n_shift, self.ref_fs = dict(read_scp(wav_scp)), what, n_shift, ref_fs
+        self.cache, self.fs = {}, {}
+
+    def __getitem__(self, key):
+        if key not in self.cache:
+            from ebm.metrics import analyse
+
+            wav, fs = load(key, self.wavs[key], self.what)
+            if self.ref_fs is not None and fs != self.ref_fs.fs[key]:
+                raise EbmError(f"{key}: reference at {self.ref_fs.fs[key]} Hz but {self.wavs[key]} at {fs} Hz; "
+                               "vocode at the recipe's fs")
+            self.fs[key] = fs
+            self.cache[key] = analyse(wav, fs, n_shift=self.n_shift, what=f"{self.what} wav {self.wavs[key]}")
+        return self.cache[key]
+
+
+def compare(ref, systems, keys=None):
+    """Per utterance, :func:`ebm.metrics.common_voiced_f0` of ``systems`` (a list of :class:`Analyses`) against
+    ``ref``: ``[(key, n_common, log_f0_rmse (S,), voiced_share (S,))]`` over the utterances all of them have."""
+    from ebm.metrics import common_voiced_f0
+
+    if keys is None:
+        keys = sorted(set(ref.wavs).intersection(*[s.wavs for s in systems]))
+    if not keys:
+        raise EbmError(f"no utterance is in every wav.scp compared ({ref.what}, "
+                       f"{', '.join(s.what for s in systems)}); check the paths")
+    rows = []
+    for i, key in enumerate(keys, 1):
+        r = common_voiced_f0(ref[key], [s[key] for s in systems])
+        rows.append((key, r["n_common"], r["log_f0_rmse"], r["voiced_share"]))
+        if i % 10 == 0 or i == len(keys):
+            logging.info(f"{i}/{len(keys)} utterances compared on common voiced frames")
+    return rows
+
+
+def summary(rows, n_boot=2000):
+    """Means over utterances and, for each system after the first, the paired difference from the first."""
+    rmse = np.array([r[2] for r in rows])
+    share = np.array([r[3] for r in rows])
+    out = {"n_utts": len(rows), "mean_common_frames": float(np.mean([r[1] for r in rows])),
+           "log_f0_rmse": [float(np.nanmean(rmse[:, s])) for s in range(rmse.shape[1])],
+           "voiced_share": [float(np.mean(share[:, s])) for s in range(share.shape[1])],
+           "diff_ci95": [None] + [list(bootstrap(rmse[:, s] - rmse[:, 0], n_boot)) for s in range(1, rmse.shape[1])]}
+    return out
+
+
 def main(argv=None):
     args = get_parser().parse_args(argv)
     setup_logging()
     if len(args.system) < 2:
         raise EbmError("give at least two --system NAME WAV_SCP: a baseline and a system to compare with it")
-    from ebm.metrics import analyse, common_voiced_f0
-
-    refs = dict(read_scp(args.ref_wav_scp))
+    ref = Analyses(args.ref_wav_scp, "reference", args.n_shift)
     names = [name for name, _ in args.system]
-    gens = [dict(read_scp(scp)) for _, scp in args.system]
-    keys = sorted(set(refs).intersection(*gens))
-    if not keys:
-        raise EbmError(f"no utterance is in {args.ref_wav_scp} and in every system's wav.scp; check the paths")
-    rows = []
-    for i, key in enumerate(keys, 1):
-        ref, fs = load(key, refs[key], "reference")
-        ref_a = analyse(ref, fs, n_shift=args.n_shift, what="reference wav")
-        gen_a = []
-        for name, g in zip(names, gens):
-            wav, fs_gen = load(key, g[key], f"{name}")
-            if fs_gen != fs:
-                raise EbmError(f"{key}: reference at {fs} Hz but {g[key]} at {fs_gen} Hz; vocode at the recipe's fs")
-            gen_a.append(analyse(wav, fs, n_shift=args.n_shift, what=f"{name} wav {g[key]}"))
-        r = common_voiced_f0(ref_a, gen_a)
-        rows.append((key, r["n_common"], r["log_f0_rmse"], r["voiced_share"]))
-        if i % 10 == 0 or i == len(keys):
-            logging.info(f"{i}/{len(keys)} utterances analysed")
+    systems = [Analyses(scp, name, args.n_shift, ref_fs=ref) for name, scp in args.system]
+    rows = compare(ref, systems)
     if args.output:
         head = "utt\tn_common\t" + "\t".join(f"{n}_log_f0_rmse\t{n}_voiced_share" for n in names) + "\n"
         body = "".join(f"{k}\t{n}\t" + "\t".join(f"{a:.5f}\t{b:.5f}" for a, b in zip(rmse, share)) + "\n"
                        for k, n, rmse, share in rows)
         write_atomic(args.output, head + body)
-    rmse = np.array([r[2] for r in rows])
-    share = np.array([r[3] for r in rows])
-    print(f"{len(rows)} utterances; log-F0 RMSE on the frames voiced in the reference and in all "
-          f"{len(names)} systems (mean {np.mean([r[1] for r in rows]):.0f} frames per utterance)")
-    for s, name in enumerate(names):
-        line = f"  {name}: log-F0 RMSE {np.nanmean(rmse[:, s]):.4f}, voices {np.mean(share[:, s]):.1%} of the " \
-               f"reference's voiced frames"
-        if s > 0:
-            m, lo, hi = bootstrap(rmse[:, s] - rmse[:, 0], args.n_boot)
+    s = summary(rows, args.n_boot)
+    print(f"{s['n_utts']} utterances; log-F0 RMSE on the frames voiced in the reference and in all "
+          f"{len(names)} systems (mean {s['mean_common_frames']:.0f} frames per utterance)")
+    for i, name in enumerate(names):
+        line = (f"  {name}: log-F0 RMSE {s['log_f0_rmse'][i]:.4f}, voices {s['voiced_share'][i]:.1%} of the "
+                f"reference's voiced frames")
+        if i > 0:
+            m, lo, hi = s["diff_ci95"][i]
             line += f"; minus {names[0]}: {m:+.4f} [{lo:+.4f}, {hi:+.4f}]"
         print(line)
 

@@ -24,6 +24,7 @@ import numpy as np
 import soundfile as sf
 import yaml
 
+from ebm.bin.compare_f0 import Analyses, compare, summary
 from ebm.bin.score_wavs import COLUMNS, read_scores
 from ebm.cli import EbmError, run, setup_logging
 from ebm.io import read_scp, write_atomic
@@ -39,7 +40,9 @@ def get_parser():
     p.add_argument("--baseline", required=True, help="Tacotron 2's decode dir (<set>/{rtf,scores_<tag>.tsv})")
     p.add_argument("--baseline_params", type=int, default=None)
     p.add_argument("--ebm", action="append", default=[], help="a Langevin decode dir (repeatable)")
-    p.add_argument("--ref_wav_scp", default=None, help="eval references: their mels head the mel plots")
+    p.add_argument("--ref_wav_scp", default=None,
+                   help="eval references: their mels head the mel plots; the verdicts compare pitch on the frames "
+                        "voiced in them and in both systems")
     FeatureSettings.add_arguments(p)
     p.add_argument("--num_mel_plots", type=int, default=3)
     p.add_argument("--output_md", required=True)
@@ -191,9 +194,10 @@ def paired_ci(a_file, b_file, key, n_boot=2000, seed=0):
     return float(d.mean()), float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
 
 
-def verdict(best, base, args):
+def verdict(best, base, args, f0_refs=None):
     """Beats = lower eval MCD, outside the noise (95% paired bootstrap interval below 0), and log-F0 RMSE and FFE
-    no worse. A lower mean that the interval does not separate from Tacotron 2's is not a win."""
+    no worse. A lower mean that the interval does not separate from Tacotron 2's is not a win. With ``f0_refs``
+    (analyses of the eval references and of Tacotron 2), pitch is also compared on common voiced frames."""
     e, b = best["eval"], base["eval"]
     if e is None:
         return (f"**not decoded on {args.eval_set}** at this dev-chosen setting: run stage 6 with "
@@ -217,10 +221,22 @@ def verdict(best, base, args):
     else:
         sig = "the MCD difference is within the noise"
     beats = all(wins.values()) and hi < 0
-    return (f"**{'beats' if beats else 'does not beat'} Tacotron 2** on {best['eval']['n_utts']} eval utterances: "
+    text = (f"**{'beats' if beats else 'does not beat'} Tacotron 2** on {best['eval']['n_utts']} eval utterances: "
             f"MCD {e['mcd']:.3f} vs {b['mcd']:.3f} dB ({rel:+.1f}%; per-utterance difference {d:+.3f} dB, "
             f"95% bootstrap interval [{lo:+.3f}, {hi:+.3f}]: {sig}), log-F0 RMSE {e['log_f0_rmse']:.4f} vs "
             f"{b['log_f0_rmse']:.4f}, FFE {e['ffe']:.4f} vs {b['ffe']:.4f} ({what})")
+    wav_scp = os.path.join(best["dir"], args.eval_set, f"wav_{args.vocoder_tag}", "wav.scp")
+    if f0_refs is not None and os.path.isfile(wav_scp):
+        # Log-F0 RMSE counts the frames voiced in both signals: better voicing adds hard frames to it. The same
+        # frames for both systems tell pitch accuracy apart from voicing (ebm.bin.compare_f0).
+        c = summary(compare(f0_refs[0], [f0_refs[1], Analyses(wav_scp, "EBM", args.n_shift, ref_fs=f0_refs[0])]))
+        best["eval"]["common_voiced_f0"] = c
+        m, lo, hi = c["diff_ci95"][1]
+        text += (f". On the frames voiced in the reference and in both systems, log-F0 RMSE {c['log_f0_rmse'][1]:.4f}"
+                 f" vs {c['log_f0_rmse'][0]:.4f} (difference {m:+.4f}, 95% interval [{lo:+.4f}, {hi:+.4f}]); it "
+                 f"voices {c['voiced_share'][1]:.1%} of the reference's voiced frames, Tacotron 2 "
+                 f"{c['voiced_share'][0]:.1%}")
+    return text
 
 
 def plots(records, base, gt, best_by_exp, args):
@@ -342,11 +358,19 @@ def main(argv=None):
           "computation per second of audio on this machine; an EBM's RTF is Tacotron 2's plus Langevin's. "
           "**Bold** marks each EBM's setting chosen on dev: the lowest dev MCD among the settings that fail the "
           "fewest of the verdict's three conditions on dev (MCD lower, log-F0 RMSE and FFE no worse than "
-          "Tacotron 2's).\n\n",
+          "Tacotron 2's). Each verdict also compares log-F0 RMSE on the same frames for both systems, those "
+          "voiced in the reference and in both (`ebm.bin.compare_f0`): better voicing alone adds hard frames to "
+          "the table's log-F0 RMSE.\n\n",
           "## Verdict (eval, at the dev-chosen setting)\n\n"]
     if not records:
         md.append("No EBM decodes were given (stage 6 not run?).\n")
-    verdicts = {exp: verdict(best, base, args) for exp, best in sorted(best_by_exp.items())}  # bootstraps once
+    f0_refs = None
+    base_wavs = os.path.join(args.baseline, args.eval_set, f"wav_{args.vocoder_tag}", "wav.scp")
+    if args.ref_wav_scp and os.path.isfile(base_wavs):
+        ref = Analyses(args.ref_wav_scp, "reference", args.n_shift)
+        f0_refs = (ref, Analyses(base_wavs, "Tacotron 2", args.n_shift, ref_fs=ref))
+    verdicts = {exp: verdict(best, base, args, f0_refs)  # bootstraps once
+                for exp, best in sorted(best_by_exp.items())}
     for exp, best in sorted(best_by_exp.items()):
         how = "" if best["passes_on_dev"] else " (no setting met all three conditions on dev)"
         md.append(f"- `{os.path.basename(exp)}` ({best['criterion']}; {best['steps']} steps, lambda "

@@ -172,7 +172,7 @@ def main(argv=None):
         r["rtf"] = r["seconds"] / audio_s
         r["frames_per_s"] = r["frames"] / r["seconds"]
         r["ratio_to_tacotron2"] = r["seconds"] / t2["seconds"]
-    cpu = os.environ.get("OMP_NUM_THREADS", "?")
+    cpu = os.environ.get("OMP_NUM_THREADS", "1")  # what the workers set
     md = [f"# Langevin decoding benchmark\n\n{len(texts)} utterances of `{args.text}` ({audio_s:.1f} s of audio), "
           f"device {device}" + (f" ({torch.cuda.get_device_name(0)})" if device == "cuda" else
                                 f", {cpu} thread(s) per process") + f"; EBM `{args.ebm_exp}`.\n\n",

@@ -261,8 +261,8 @@ def common_voiced_f0(ref: Dict[str, np.ndarray], gens) -> Dict[str, np.ndarray]:
     voiced_share: (S,), n_common}``: RMSE of ``ln f0_gen - ln f0_ref`` over the common frames (NaN if none), and
     the share of the reference's voiced frames each system voices.
     """
-    ref_f0 = ref["f0"][:min(len(ref["mcep_centered"]), len(ref["f0"]))]
     tracks = [f0_on_ref_frames(ref, g) for g in gens]
+    ref_f0 = ref["f0"][:len(tracks[0])]  # the frames that have both F0 and a mel-cepstrum
     ref_voiced = ref_f0 > 0
     common = ref_voiced.copy()
     for t in tracks:

@@ -24,7 +24,7 @@ import numpy as np
 import soundfile as sf
 import yaml
 
-from ebm.bin.compare_f0 import Analyses, compare, summary
+from ebm.bin.compare_f0 import Analyses, bootstrap, compare, summary
 from ebm.bin.score_wavs import COLUMNS, read_scores
 from ebm.cli import EbmError, run, setup_logging
 from ebm.io import read_scp, write_atomic
@@ -185,13 +185,7 @@ def fmt(v, nd=3):
 def paired_ci(a_file, b_file, key, n_boot=2000, seed=0):
     """Mean of the per-utterance differences a - b and its 95% bootstrap interval (utterances resampled)."""
     a, b = read_scores(a_file), read_scores(b_file)
-    d = np.array([a[u][key] - b[u][key] for u in sorted(set(a) & set(b))
-                  if not (math.isnan(a[u][key]) or math.isnan(b[u][key]))])
-    if d.size == 0:
-        return float("nan"), float("nan"), float("nan")
-    rng = np.random.default_rng(seed)
-    means = d[rng.integers(0, d.size, size=(n_boot, d.size))].mean(axis=1)
-    return float(d.mean()), float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
+    return bootstrap([a[u][key] - b[u][key] for u in sorted(set(a) & set(b))], n_boot, seed)
 
 
 def verdict(best, base, args, f0_refs=None):

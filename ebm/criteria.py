@@ -21,7 +21,9 @@ Two kinds, told apart by the class attribute ``kind``:
     hyp, ref: (B, T, D) normalised mels of equal lengths; grad = dE/dhyp (B, T, D), built with
     ``create_graph=True`` so that the loss trains the network through its gradient. Padded frames are ignored.
     ``make_hypothesis`` draws the hypothesis the criterion is defined on (DSM: noisy reference, with ``sigma`` in
-    ``extra``; delta: the configured sampler, e.g. noisy reference or teacher-forced stream).
+    ``extra``; delta: the configured sampler, e.g. noisy reference or teacher-forced stream). A hypothesis with
+    its own timing (delta with ``align: dtw`` on the free-running stream) has its own lengths, and ``extra["ref"]``
+    is then the reference warped onto them.
 
 :class:`CombinedCriterion` takes both kinds at once::
 
@@ -36,6 +38,7 @@ trainer wants them.
 import math
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -194,6 +197,29 @@ def _build_hypothesis_sampler(spec):
     return build_sampler(spec["name"], **dict(spec.get("conf") or {}))
 
 
+def dtw_warped_reference(ref: torch.Tensor, lengths: torch.Tensor, hyp: torch.Tensor,
+                         hyp_lengths: torch.Tensor) -> torch.Tensor:
+    """The reference carried onto each hypothesis' own timing along their DTW path, (B, T_hyp, D).
+
+    A free-running hypothesis has its own durations, so ``Y+ - Y-`` is undefined frame by frame; each hypothesis
+    frame gets the mean of the reference frames DTW pairs it with, the same pairing MCD is scored on. No
+    gradient flows through the alignment.
+    """
+    from ebm.metrics import dtw_path  # late import: librosa is needed only here
+
+    r, h = ref.detach().float().cpu().numpy(), hyp.detach().float().cpu().numpy()
+    out = np.zeros(h.shape, dtype=np.float32)
+    for b in range(h.shape[0]):
+        n, m = int(lengths[b]), int(hyp_lengths[b])
+        if n == 0 or m == 0:
+            continue
+        i, j = dtw_path(r[b, :n], h[b, :m])
+        acc = np.zeros((m, r.shape[-1]))
+        np.add.at(acc, j, r[b, i])
+        out[b, :m] = acc / np.bincount(j, minlength=m)[:, None]
+    return torch.from_numpy(out).to(device=hyp.device, dtype=hyp.dtype)
+
+
 class DeltaScore(AbsCriterion):
     """Score ("delta") criterion of the follow-up (Sun & Ragni 2025): train -dE/dY at Y- to point at Y+ - Y-.
 
@@ -201,23 +227,33 @@ class DeltaScore(AbsCriterion):
     target displacement, a single Langevin step of size 1 without noise maps the hypothesis onto the reference,
     which makes the energy's gradient useful even where NCE only ranks. ``scale`` < 1 asks for a fraction of the
     displacement (a smaller, safer step). ``hypothesis`` (sampler name or ``{name, conf}``) lets the criterion
-    draw its own Y- (``make_hypothesis``); without it the caller passes ``hyp``.
+    draw its own Y- (``make_hypothesis``); without it the caller passes ``hyp``. ``align: dtw`` takes hypotheses
+    of other lengths (``free_running``: what Langevin decoding actually starts from) and sets Y+ to the reference
+    warped onto each hypothesis' timing (:func:`dtw_warped_reference`).
     """
 
     kind = "score"
 
-    def __init__(self, scale: float = 1.0, hypothesis: Optional[Union[str, Dict[str, Any], nn.Module]] = None):
+    def __init__(self, scale: float = 1.0, hypothesis: Optional[Union[str, Dict[str, Any], nn.Module]] = None,
+                 align: Optional[str] = None):
         super().__init__()
+        if align not in (None, "none", "dtw"):
+            raise ValueError(f"DeltaScore: align must be null or 'dtw', not {align!r}")
         self.scale = float(scale)
         self.hypothesis = _build_hypothesis_sampler(hypothesis)
         self.draws_hypothesis = self.hypothesis is not None
+        self.align = align if align == "dtw" else None
 
     def make_hypothesis(self, ref: torch.Tensor, lengths: torch.Tensor, **streams):
+        """``(hyp, hyp_lengths, extra)``; with ``align: dtw``, ``extra["ref"]`` is the warped reference."""
         if self.hypothesis is None:
             raise ValueError("DeltaScore has no 'hypothesis' sampler configured: pass hyp to forward")
         hyp, hyp_lengths = self.hypothesis(ref, lengths, **streams)
+        if self.align == "dtw":
+            return hyp.detach(), hyp_lengths, {"ref": dtw_warped_reference(ref, lengths, hyp, hyp_lengths)}
         if not torch.equal(hyp_lengths.cpu(), lengths.cpu()):
-            raise ValueError("DeltaScore needs hypotheses of the reference's lengths")
+            raise ValueError("DeltaScore needs hypotheses of the reference's lengths (set align: dtw for "
+                             "hypotheses with their own timing, e.g. free_running)")
         return hyp.detach(), hyp_lengths, {}
 
     def forward(self, hyp: torch.Tensor, ref: torch.Tensor, lengths: torch.Tensor, grad: torch.Tensor,
@@ -359,8 +395,9 @@ class CombinedCriterion(AbsCriterion):
                 if ref is None or lengths is None:
                     raise ValueError(f"criterion {label!r} needs ref and lengths")
                 if member.draws_hypothesis and score_fn is not None:
-                    h, _, ex = member.make_hypothesis(ref, lengths, **dict(streams or {}))
-                    loss, st = member(hyp=h, ref=ref, lengths=lengths, grad=score_fn(h, lengths), **ex)
+                    h, hl, ex = member.make_hypothesis(ref, lengths, **dict(streams or {}))
+                    r = ex.pop("ref", ref)  # an aligned criterion brings its own target, on the hypothesis' timing
+                    loss, st = member(hyp=h, ref=r, lengths=hl, grad=score_fn(h, hl), **ex)
                 elif hyp is not None and grad is not None:
                     loss, st = member(hyp=hyp, ref=ref, lengths=lengths, grad=grad, **extra)
                 else:
@@ -374,6 +411,6 @@ class CombinedCriterion(AbsCriterion):
 
 
 __all__ = [
-    "AbsCriterion", "BinaryNCE", "RankingNCE", "DeltaScore", "DenoisingScoreMatching", "CombinedCriterion",
+    "AbsCriterion", "BinaryNCE", "RankingNCE", "DeltaScore", "dtw_warped_reference", "DenoisingScoreMatching", "CombinedCriterion",
     "CRITERIA", "build_criterion",
 ]

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from ebm.criteria import (CRITERIA, BinaryNCE, CombinedCriterion, DeltaScore, DenoisingScoreMatching, RankingNCE,
-                          build_criterion)
+                          build_criterion, dtw_warped_reference)
 
 
 def _grads(crit, e_pos, e_neg):
@@ -176,6 +176,51 @@ def test_combined_draws_own_hypotheses_through_score_fn():
     loss, stats = comb(ref=ref, lengths=lengths, score_fn=score_fn)
     assert len(calls) == 2 and float(loss) == 0.0
     assert not comb.needs_energies
+
+
+def _slowed(ref, lengths, factor=2):
+    """Each reference frame repeated ``factor`` times: a hypothesis with its own (slower) timing."""
+    hyp = torch.zeros(ref.size(0), factor * ref.size(1), ref.size(2))
+    for b, n in enumerate(lengths.tolist()):
+        hyp[b, :factor * n] = ref[b, :n].repeat_interleave(factor, 0)
+    return hyp, factor * lengths
+
+
+def test_dtw_warped_reference_follows_the_hypothesis_timing():
+    torch.manual_seed(0)
+    ref, lengths = torch.randn(2, 9, 5), torch.tensor([9, 6])
+    hyp, hyp_lengths = _slowed(ref, lengths)
+    warped = dtw_warped_reference(ref, lengths, hyp, hyp_lengths)
+    assert warped.shape == hyp.shape and torch.allclose(warped, hyp)  # a pure time stretch is undone exactly
+    assert torch.all(warped[1, 12:] == 0)  # padding stays empty
+    noisy = hyp + 0.3 * torch.randn_like(hyp)
+    warped = dtw_warped_reference(ref, lengths, noisy, hyp_lengths)
+    assert float((warped[0] - hyp[0]).abs().max()) < float((noisy[0] - hyp[0]).abs().max())
+
+
+def test_aligned_delta_trains_on_free_running_hypotheses():
+    torch.manual_seed(0)
+    ref, lengths = torch.randn(2, 8, 4), torch.tensor([8, 5])
+    ref = ref * (torch.arange(8)[None] < lengths[:, None]).unsqueeze(-1)
+    slow, slow_lengths = _slowed(ref, lengths)
+    fr = slow + 0.5 * torch.randn_like(slow) * (torch.arange(16)[None] < slow_lengths[:, None]).unsqueeze(-1)
+    streams = {"fr_feats": fr, "fr_feats_lengths": slow_lengths}
+    seen = []
+
+    def score_fn(y, l):  # a perfect corrector: it points at the reference on the hypothesis' own timing
+        seen.append((y.shape, l.clone()))
+        return -(dtw_warped_reference(ref, lengths, y, l) - y)
+
+    comb = CombinedCriterion([{"name": "delta", "conf": {"hypothesis": "free_running", "align": "dtw"}}])
+    loss, _ = comb(ref=ref, lengths=lengths, score_fn=score_fn, streams=streams)
+    assert seen[0][0] == fr.shape and torch.equal(seen[0][1], slow_lengths)
+    assert float(loss) < 1e-10
+    assert float(comb(ref=ref, lengths=lengths, score_fn=lambda y, l: torch.zeros_like(y), streams=streams)[0]) > 0
+    with pytest.raises(ValueError, match="align: dtw"):
+        CombinedCriterion([{"name": "delta", "conf": {"hypothesis": "free_running"}}])(
+            ref=ref, lengths=lengths, score_fn=score_fn, streams=streams)
+    with pytest.raises(ValueError, match="align"):
+        DeltaScore(align="soft")
 
 
 def test_registry():

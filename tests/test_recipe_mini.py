@@ -76,3 +76,9 @@ def test_corrupt_wav_stops_stage_1_naming_it(recipe):
         assert not (recipe / "dump/raw/eval1/wav.scp").exists()  # no half-formatted set left behind
     finally:
         wav.write_bytes(saved)
+
+
+def test_bad_gpu_inference_value_is_refused(recipe):
+    proc = run_recipe(recipe, "--stage", "4", "--stop-stage", "4", "--gpu_inference", "yes")
+    assert proc.returncode != 0
+    assert "option --gpu_inference expects true or false, got 'yes'" in proc.stderr

@@ -35,6 +35,7 @@ stage=0               # first stage to run
 stop_stage=7          # last stage to run
 nj=2                  # parallel jobs for data, statistics and decoding stages
 ngpu=0                # GPUs for training (0: CPU)
+gpu_inference=false   # stages 4 and 6 decode on a GPU (one per job, through cuda_cmd), as in ESPnet's recipes
 python=python3        # the venv's Python (path.sh puts it first on PATH)
 dumpdir=dump          # formatted data and token lists
 expdir=exp            # statistics, models, decodes, logs
@@ -105,7 +106,7 @@ Usage: $0 --train_set <name> --dev_set <name> --eval_sets "<names>" [options]
           3 Tacotron 2 baseline (train, or import with --baseline_model_file)  4 baseline decoding
           5 EBM training  6 Langevin decoding  7 vocoding and evaluation against Tacotron 2 (RESULTS.md)
 Options (--name value; dashes or underscores):
-  --stage, --stop_stage ${stage} ${stop_stage}   --nj ${nj}   --ngpu ${ngpu}
+  --stage, --stop_stage ${stage} ${stop_stage}   --nj ${nj}   --ngpu ${ngpu}   --gpu_inference ${gpu_inference}
   --db_root DIR   --local_data_opts "..."   --on_rate_mismatch resample|error
   --fs ${fs} --n_fft ${n_fft} --n_shift ${n_shift} --n_mels ${n_mels} --fmin ${fmin} --fmax ${fmax}
   --token_type char|phn   --cleaner tacotron|none   --g2p none|espeak_ng_english_us_vits
@@ -129,6 +130,11 @@ log "$0 $*"
 [ -n "${train_set}" ] && [ -n "${dev_set}" ] && [ -n "${eval_sets}" ] \
     || die "--train_set, --dev_set and --eval_sets are required (set them in run.sh)"
 [ -n "${win_length}" ] || win_length=${n_fft}
+if [ "${gpu_inference}" = true ]; then  # the decoders of stages 4 and 6 (parse_options.sh checked the value)
+    infer_cmd=${cuda_cmd}; infer_ngpu=1
+else
+    infer_cmd=${decode_cmd}; infer_ngpu=0
+fi
 if [ "${token_type}" = phn ] && [ "${g2p}" = none ]; then
     die "--token_type phn needs --g2p (offline: espeak_ng_english_us_vits)"
 fi
@@ -293,8 +299,8 @@ if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
         mkdir -p "${_logdir}"
         split_for_jobs "${data_feats}/${dset}/text" "${_logdir}/keys"
         # shellcheck disable=SC2086
-        ${decode_cmd} JOB=1:"${_nj}" "${_logdir}/decode.JOB.log" \
-            ${python} -m ebm.bin.decode_baseline --model_file "${tts_exp}/${inference_model}" \
+        ${infer_cmd} --gpu "${infer_ngpu}" JOB=1:"${_nj}" "${_logdir}/decode.JOB.log" \
+            ${python} -m ebm.bin.decode_baseline --ngpu "${infer_ngpu}" --model_file "${tts_exp}/${inference_model}" \
                 --train_config "${tts_exp}/config.yaml" ${inference_config:+--inference_config "${inference_config}"} \
                 --text "${data_feats}/${dset}/text" --wav_scp "${data_feats}/${dset}/wav.scp" \
                 --key_file "${_logdir}/keys.JOB.scp" --modes "${_modes}" --seed "${decode_seed}" \
@@ -360,8 +366,8 @@ if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
                     mkdir -p "${_logdir}"
                     split_for_jobs "${data_feats}/${dset}/text" "${_logdir}/keys"
                     # shellcheck disable=SC2086
-                    ${decode_cmd} JOB=1:"${_nj}" "${_logdir}/langevin.JOB.log" \
-                        ${python} -m ebm.bin.langevin_decode --model_file "${ebm_exp}/${ebm_inference_model}" \
+                    ${infer_cmd} --gpu "${infer_ngpu}" JOB=1:"${_nj}" "${_logdir}/langevin.JOB.log" \
+                        ${python} -m ebm.bin.langevin_decode --ngpu "${infer_ngpu}" --model_file "${ebm_exp}/${ebm_inference_model}" \
                             --train_config "${ebm_exp}/config.yaml" ${ebm_inference_config:+--config "${ebm_inference_config}"} \
                             --text "${data_feats}/${dset}/text" --init_scp "${_init}" --init_name "${ebm_init}" \
                             --key_file "${_logdir}/keys.JOB.scp" --output_dir "${_logdir}/output.JOB" ${_opt} \

@@ -53,6 +53,10 @@ def get_parser():
     return p
 
 
+def _steps(n) -> str:
+    return f"{n} step" if int(n) == 1 else f"{n} steps"
+
+
 def mean_scores(path):
     if not os.path.isfile(path):
         raise EbmError(f"{path} is missing: rerun stage 7 (its vocoding and scoring) for this system")
@@ -309,7 +313,7 @@ def plots(records, base, gt, best_by_exp, args):
             if key in refs:
                 panels.append(("reference", settings.logmel(sf.read(refs[key], dtype="float32")[0])))
             panels.append(("Tacotron 2", base_r[key]))
-            panels += [(f"{os.path.basename(exp)} ({best_by_exp[exp]['steps']} steps)", r[key])
+            panels += [(f"{os.path.basename(exp)} ({_steps(best_by_exp[exp]['steps'])})", r[key])
                        for exp, r in ebm_r.items()]
             fig, axes = plt.subplots(len(panels), 1, figsize=(8, 2.2 * len(panels)))
             for ax, (title, mel) in zip(np.atleast_1d(axes), panels):
@@ -367,7 +371,7 @@ def main(argv=None):
                 for exp, best in sorted(best_by_exp.items())}
     for exp, best in sorted(best_by_exp.items()):
         how = "" if best["passes_on_dev"] else " (no setting met all three conditions on dev)"
-        md.append(f"- `{os.path.basename(exp)}` ({best['criterion']}; {best['steps']} steps, lambda "
+        md.append(f"- `{os.path.basename(exp)}` ({best['criterion']}; {_steps(best['steps'])}, lambda "
                   f"{best['step_size']}, sigma {best['sigma']}, from {best['init']}{how}): {verdicts[exp]}\n")
     md += ["\n## All systems\n\n", head, row(gt, "analysis-synthesis"), row(base, "Tacotron 2")]
     for r in sorted(records, key=lambda r: (r["exp"], r["step_size"], r["sigma"], r["steps"])):

@@ -205,7 +205,7 @@ def dtw_warped_reference(ref: torch.Tensor, lengths: torch.Tensor, hyp: torch.Te
     frame gets the mean of the reference frames DTW pairs it with, the same pairing MCD is scored on. No
     gradient flows through the alignment.
     """
-    from ebm.metrics import dtw_path  # late import: librosa is needed only here
+    from ebm.metrics import dtw_path  # late import: it pulls in librosa and pysptk, which only this needs
 
     r, h = ref.detach().float().cpu().numpy(), hyp.detach().float().cpu().numpy()
     out = np.zeros(h.shape, dtype=np.float32)
@@ -411,6 +411,6 @@ class CombinedCriterion(AbsCriterion):
 
 
 __all__ = [
-    "AbsCriterion", "BinaryNCE", "RankingNCE", "DeltaScore", "dtw_warped_reference", "DenoisingScoreMatching", "CombinedCriterion",
-    "CRITERIA", "build_criterion",
+    "AbsCriterion", "BinaryNCE", "RankingNCE", "DeltaScore", "DenoisingScoreMatching", "CombinedCriterion",
+    "CRITERIA", "build_criterion", "dtw_warped_reference",
 ]

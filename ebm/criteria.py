@@ -242,7 +242,7 @@ class DeltaScore(AbsCriterion):
         self.scale = float(scale)
         self.hypothesis = _build_hypothesis_sampler(hypothesis)
         self.draws_hypothesis = self.hypothesis is not None
-        self.align = align if align == "dtw" else None
+        self.align = align
 
     def make_hypothesis(self, ref: torch.Tensor, lengths: torch.Tensor, **streams):
         """``(hyp, hyp_lengths, extra)``; with ``align: dtw``, ``extra["ref"]`` is the warped reference."""

@@ -53,7 +53,8 @@ def _fit_time(x: torch.Tensor, frames: int) -> torch.Tensor:
 def _stream(streams: Mapping[str, Any], key: str, who: str) -> torch.Tensor:
     value = streams.get(key)
     if value is None:
-        raise ValueError(f"{who} needs the '{key}' stream (got streams: {sorted(k for k in streams)})")
+        raise ValueError(f"{who} needs the '{key}' stream (got streams: {sorted(k for k in streams)}); in a recipe, "
+                         "add its stage 4 decode to --ebm_streams (tf_feats: teacher_forced, fr_feats: free_running)")
     return value
 
 

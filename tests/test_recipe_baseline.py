@@ -4,6 +4,7 @@ Tests the plumbing (ESPnet training and resuming, import, multi-mode decoding, t
 the quality: a model trained for six steps never predicts its end, so every free-running decode is reported.
 """
 
+import re
 import subprocess
 import sys
 
@@ -180,6 +181,11 @@ def test_evaluation_stage_writes_results(results_recipe):
         assert r["vocoder"] == "griffin_lim"
     chosen = next(r for r in ebm if r["chosen_on_dev"])
     assert chosen["eval"]["common_voiced_f0"]["n_utts"] == 5
+    # the pitch conditions carry the paired interval the MCD has: per-utterance differences from Tacotron 2
+    assert re.search(r"FFE [0-9.]+ vs [0-9.]+ \(difference [+-][0-9.]+, 95% interval \[", md)
+    ffe_diff, lo, hi = chosen["eval"]["ffe_diff_ci95"]
+    assert lo <= ffe_diff <= hi and abs(ffe_diff - (chosen["ffe"] - records[1]["ffe"])) < 1e-3
+    assert len(chosen["eval"]["log_f0_rmse_diff_ci95"]) == 3
     steps0 = next(r for r in ebm if r["steps"] == 0)
     base = records[1]
     assert abs(steps0["mcd"] - base["mcd"]) < 0.05  # 0 steps is Tacotron 2's own output through the same path

@@ -219,10 +219,18 @@ def verdict(best, base, args, f0_refs=None):
     else:
         sig = "the MCD difference is within the noise"
     beats = all(wins.values()) and hi < 0
+    # The pitch conditions get the same paired interval: a few frames with gross (octave) errors decide log-F0 RMSE
+    # on small sets, so a reader must see whether "worse" is outside the noise.
+    pitch = []
+    for key, name in (("log_f0_rmse", "log-F0 RMSE"), ("ffe", "FFE")):
+        m, plo, phi = paired_ci(os.path.join(best["dir"], args.eval_set, score),
+                                os.path.join(base["dir"], args.eval_set, score), key)
+        best["eval"][f"{key}_diff_ci95"] = [m, plo, phi]
+        pitch.append(f"{name} {e[key]:.4f} vs {b[key]:.4f} (difference {m:+.4f}, 95% interval [{plo:+.4f}, "
+                     f"{phi:+.4f}])")
     text = (f"**{'beats' if beats else 'does not beat'} Tacotron 2** on {best['eval']['n_utts']} eval utterances: "
             f"MCD {e['mcd']:.3f} vs {b['mcd']:.3f} dB ({rel:+.1f}%; per-utterance difference {d:+.3f} dB, "
-            f"95% bootstrap interval [{lo:+.3f}, {hi:+.3f}]: {sig}), log-F0 RMSE {e['log_f0_rmse']:.4f} vs "
-            f"{b['log_f0_rmse']:.4f}, FFE {e['ffe']:.4f} vs {b['ffe']:.4f} ({what})")
+            f"95% bootstrap interval [{lo:+.3f}, {hi:+.3f}]: {sig}), {', '.join(pitch)} ({what})")
     wav_scp = os.path.join(best["dir"], args.eval_set, f"wav_{args.vocoder_tag}", "wav.scp")
     if f0_refs is not None and os.path.isfile(wav_scp):
         # Log-F0 RMSE counts the frames voiced in both signals: better voicing adds hard frames to it. The same

@@ -179,3 +179,26 @@ def test_compare_f0_cli(ref, tmp_path, capsys):
     assert [line.split("\t")[0] for line in lines[1:]] == ["u1", "u2"]
     with pytest.raises(EbmError, match="at least two"):
         compare_f0.main(["--ref_wav_scp", scps["ref"], "--system", "sys", scps["sys"]])
+
+
+def test_score_wavs_searches_the_given_f0_range(ref, tmp_path):
+    from ebm.bin import score_wavs
+
+    scps = {}
+    for name, sig in (("ref", ref), ("gen", voice(f0_scale=1.1, seed=2))):
+        sf.write(str(tmp_path / f"{name}.wav"), sig, FS, subtype="PCM_16")
+        (tmp_path / f"{name}.scp").write_text(f"u1 {tmp_path / f'{name}.wav'}\n")
+        scps[name] = str(tmp_path / f"{name}.scp")
+
+    def score(*opts):
+        out = tmp_path / "scores.tsv"
+        score_wavs.main(["--ref_wav_scp", scps["ref"], "--system", scps["gen"], str(out), *opts])
+        return score_wavs.read_scores(str(out))["u1"]
+
+    wide = score()  # 40-800 Hz holds the 130-190 Hz glides: the pitch error is the 10% shift
+    assert wide["log_f0_rmse"] == pytest.approx(math.log(1.1), abs=0.03) and wide["vde"] < 0.05
+    # a floor above both voices' F0: the tracker may not answer at their pitch, so the scores must change
+    high = score("--f0min", "250", "--f0max", "800")
+    assert high["vde"] > wide["vde"] + 0.1 or abs(high["log_f0_rmse"] - wide["log_f0_rmse"]) > 0.05
+    with pytest.raises(EbmError, match="F0 search range --f0min 500 --f0max 400"):
+        score("--f0min", "500", "--f0max", "400")

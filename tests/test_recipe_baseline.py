@@ -204,6 +204,25 @@ def test_evaluation_stage_reruns_only_what_changed(results_recipe):
     assert "vocoding" not in proc.stderr
 
 
+def test_evaluation_rescores_with_another_f0_range(results_recipe):
+    """--f0max changes the metric, not the audio: every system is rescored, nothing is vocoded again, the table
+    states the range, and a table made for another range than the scores' is refused."""
+    proc = run_recipe(results_recipe, "--stage", "7", "--stop-stage", "7", *TINY, *EBM, "--griffin_lim_iters", "4",
+                      "--f0max", "400")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stderr.count("is up to date") == 4 * 2  # the wavs only
+    assert proc.stderr.count("Stage 7: scoring 4 systems") == 2 and "vocoding" not in proc.stderr
+    assert "WORLD harvest searching 40-400 Hz" in (results_recipe / "RESULTS.md").read_text()
+    settings = results_recipe / EXP / "decode_free_running/eval1/scores_griffin_lim.settings"
+    assert settings.read_text().split() == ["--n_shift", "256", "--f0min", "40", "--f0max", "400"]
+    proc = subprocess.run([sys.executable, "-m", "ebm.bin.make_results", "--dev_set", "dev", "--eval_set", "eval1",
+                           "--vocoder_tag", "griffin_lim", "--ground_truth", "exp/analysis_synthesis",
+                           "--baseline", f"{EXP}/decode_free_running", "--output_md", "x.md", "--output_json",
+                           "x.json", "--plot_dir", "x"], capture_output=True, text=True, cwd=results_recipe)
+    assert proc.returncode != 0 and "was scored with --f0max 400, but this table is for --f0max 800" in proc.stderr
+    assert not (results_recipe / "x.md").exists()
+
+
 def test_evaluation_refuses_a_mismatching_vocoder(results_recipe, tmp_path):
     voc = tmp_path / "voc"
     voc.mkdir()

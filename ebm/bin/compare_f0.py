@@ -19,7 +19,7 @@ import math
 
 import numpy as np
 
-from ebm.bin.score_wavs import load
+from ebm.bin.score_wavs import add_f0_range, f0_range, load
 from ebm.cli import EbmError, run, setup_logging
 from ebm.io import read_scp, write_atomic
 
@@ -32,6 +32,7 @@ def get_parser():
     p.add_argument("--output", default=None, help="per-utterance table (TSV), written through a temporary name")
     p.add_argument("--n_shift", type=int, default=256)
     p.add_argument("--n_boot", type=int, default=2000)
+    add_f0_range(p)
     return p
 
 
@@ -47,8 +48,9 @@ def bootstrap(d, n_boot=2000, seed=0):
 class Analyses:
     """WORLD/mel-cepstral analyses of one wav.scp, each utterance analysed once however often it is compared."""
 
-    def __init__(self, wav_scp, what, n_shift=256, ref_fs=None):
+    def __init__(self, wav_scp, what, n_shift=256, ref_fs=None, f0_range=(40.0, 800.0)):
         self.wavs, self.what, self.n_shift, self.ref_fs = dict(read_scp(wav_scp)), what, n_shift, ref_fs
+        self.f0_range = f0_range
         self.cache, self.fs = {}, {}
 
     def __getitem__(self, key):
@@ -60,7 +62,8 @@ class Analyses:
                 raise EbmError(f"{key}: reference at {self.ref_fs.fs[key]} Hz but {self.wavs[key]} at {fs} Hz; "
                                "vocode at the recipe's fs")
             self.fs[key] = fs
-            self.cache[key] = analyse(wav, fs, n_shift=self.n_shift, what=f"{self.what} wav {self.wavs[key]}")
+            self.cache[key] = analyse(wav, fs, n_shift=self.n_shift, f0_floor=self.f0_range[0],
+                                      f0_ceil=self.f0_range[1], what=f"{self.what} wav {self.wavs[key]}")
         return self.cache[key]
 
 
@@ -99,9 +102,10 @@ def main(argv=None):
     setup_logging()
     if len(args.system) < 2:
         raise EbmError("give at least two --system NAME WAV_SCP: a baseline and a system to compare with it")
-    ref = Analyses(args.ref_wav_scp, "reference", args.n_shift)
+    rng = f0_range(args)
+    ref = Analyses(args.ref_wav_scp, "reference", args.n_shift, f0_range=rng)
     names = [name for name, _ in args.system]
-    systems = [Analyses(scp, name, args.n_shift, ref_fs=ref) for name, scp in args.system]
+    systems = [Analyses(scp, name, args.n_shift, ref_fs=ref, f0_range=rng) for name, scp in args.system]
     rows = compare(ref, systems)
     if args.output:
         head = "utt\tn_common\t" + "\t".join(f"{n}_log_f0_rmse\t{n}_voiced_share" for n in names) + "\n"

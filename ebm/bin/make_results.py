@@ -25,7 +25,7 @@ import soundfile as sf
 import yaml
 
 from ebm.bin.compare_f0 import Analyses, bootstrap, compare, summary
-from ebm.bin.score_wavs import COLUMNS, read_scores
+from ebm.bin.score_wavs import COLUMNS, add_f0_range, f0_range, read_scores
 from ebm.cli import EbmError, run, setup_logging
 from ebm.io import read_scp, write_atomic
 from ebm.vocoder import FeatureSettings
@@ -44,6 +44,7 @@ def get_parser():
                    help="eval references: their mels head the mel plots; the verdicts compare pitch on the frames "
                         "voiced in them and in both systems")
     FeatureSettings.add_arguments(p)
+    add_f0_range(p)  # the range stage 7 scored with: the common-voiced-frame comparison must use the same
     p.add_argument("--num_mel_plots", type=int, default=3)
     p.add_argument("--output_md", required=True)
     p.add_argument("--output_json", required=True)
@@ -57,9 +58,25 @@ def _steps(n) -> str:
     return f"{n} step" if int(n) == 1 else f"{n} steps"
 
 
-def mean_scores(path):
+def check_f0_range(path, args):
+    """Scores made with another F0 search range than the one this table states would be mixed in silently; stage
+    7 records its scoring options beside each table (``scores_<tag>.settings``; absent in older runs)."""
+    record = path[:-len(".tsv")] + ".settings"
+    if not os.path.isfile(record):
+        return
+    with open(record) as f:
+        tokens = f.read().split()
+    used = dict(zip(tokens[::2], tokens[1::2]))
+    for opt in ("--f0min", "--f0max"):
+        if opt in used and float(used[opt]) != getattr(args, opt[2:]):
+            raise EbmError(f"{path} was scored with {opt} {used[opt]}, but this table is for {opt} "
+                           f"{getattr(args, opt[2:]):g}: rerun stage 7 with the same --f0min/--f0max")
+
+
+def mean_scores(path, args):
     if not os.path.isfile(path):
         raise EbmError(f"{path} is missing: rerun stage 7 (its vocoding and scoring) for this system")
+    check_f0_range(path, args)
     scores = read_scores(path)
     if not scores:
         raise EbmError(f"{path} has no utterances")
@@ -86,7 +103,7 @@ def system_record(name, sysdir, args, eval_optional=False, **extra):
         if part == "eval" and eval_optional and not os.path.isdir(os.path.join(sysdir, dset)):
             rec[part] = None  # decoded on dev only
             continue
-        rec[part] = mean_scores(os.path.join(sysdir, dset, f"scores_{args.vocoder_tag}.tsv"))
+        rec[part] = mean_scores(os.path.join(sysdir, dset, f"scores_{args.vocoder_tag}.tsv"), args)
         rec[part]["rtf"] = rtf(os.path.join(sysdir, dset, "rtf"), args.fs, args.n_shift)
     return rec
 
@@ -235,7 +252,8 @@ def verdict(best, base, args, f0_refs=None):
     if f0_refs is not None and os.path.isfile(wav_scp):
         # Log-F0 RMSE counts the frames voiced in both signals: better voicing adds hard frames to it. The same
         # frames for both systems tell pitch accuracy apart from voicing (ebm.bin.compare_f0).
-        c = summary(compare(f0_refs[0], [f0_refs[1], Analyses(wav_scp, "EBM", args.n_shift, ref_fs=f0_refs[0])]))
+        c = summary(compare(f0_refs[0], [f0_refs[1], Analyses(wav_scp, "EBM", args.n_shift, ref_fs=f0_refs[0],
+                                                                   f0_range=f0_refs[0].f0_range)]))
         best["eval"]["common_voiced_f0"] = c
         m, lo, hi = c["diff_ci95"][1]
         text += (f". On the frames voiced in the reference and in both systems, log-F0 RMSE {c['log_f0_rmse'][1]:.4f}"
@@ -338,6 +356,7 @@ def plots(records, base, gt, best_by_exp, args):
 def main(argv=None):
     args = get_parser().parse_args(argv)
     setup_logging()
+    rng = f0_range(args)  # a bad range fails before any work
     gt = system_record("analysis-synthesis", args.ground_truth, args)
     base = system_record("tacotron2", args.baseline, args, params=args.baseline_params)
     records = [ebm_record(d, args, base) for d in args.ebm]
@@ -360,7 +379,7 @@ def main(argv=None):
     md = [f"# RESULTS{(': ' + args.title) if args.title else ''}\n\n",
           f"Eval set `{args.eval_set}`, settings chosen on `{args.dev_set}`; vocoder `{args.vocoder_tag}` for every "
           "row. Metrics (definitions in `ebm/metrics.py`): MCD in dB (mel-cepstrum order 34, c0 included, DTW), "
-          "log-F0 RMSE (natural log, WORLD harvest, frames voiced in both), VDE, GPE (20%), FFE. RTF: seconds of "
+          f"log-F0 RMSE (natural log, WORLD harvest searching {args.f0min:g}-{args.f0max:g} Hz, frames voiced in both), VDE, GPE (20%), FFE. RTF: seconds of "
           "computation per second of audio on this machine; an EBM's RTF is Tacotron 2's plus Langevin's. "
           "**Bold** marks each EBM's setting chosen on dev: the lowest dev MCD among the settings that fail the "
           "fewest of the verdict's three conditions on dev (MCD lower, log-F0 RMSE and FFE no worse than "
@@ -373,8 +392,8 @@ def main(argv=None):
     f0_refs = None
     base_wavs = os.path.join(args.baseline, args.eval_set, f"wav_{args.vocoder_tag}", "wav.scp")
     if args.ref_wav_scp and os.path.isfile(base_wavs):
-        ref = Analyses(args.ref_wav_scp, "reference", args.n_shift)
-        f0_refs = (ref, Analyses(base_wavs, "Tacotron 2", args.n_shift, ref_fs=ref))
+        ref = Analyses(args.ref_wav_scp, "reference", args.n_shift, f0_range=rng)
+        f0_refs = (ref, Analyses(base_wavs, "Tacotron 2", args.n_shift, ref_fs=ref, f0_range=rng))
     verdicts = {exp: verdict(best, base, args, f0_refs)  # bootstraps once
                 for exp, best in sorted(best_by_exp.items())}
     for exp, best in sorted(best_by_exp.items()):

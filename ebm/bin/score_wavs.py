@@ -27,7 +27,22 @@ def get_parser():
                    help="a system's waveforms (vocode's wav.scp) and its per-utterance table (TSV); repeatable")
     p.add_argument("--key_file", default=None, help="only these utterances (a job's share)")
     p.add_argument("--n_shift", type=int, default=256)
+    add_f0_range(p)
     return p
+
+
+def add_f0_range(p):
+    """The pitch tracker's search range, named as in ESPnet's ``evaluate_f0.py``: set it to the speaker's."""
+    p.add_argument("--f0min", type=float, default=40.0, help="lowest F0 WORLD harvest may find (Hz)")
+    p.add_argument("--f0max", type=float, default=800.0, help="highest F0 WORLD harvest may find (Hz)")
+
+
+def f0_range(args):
+    """``(f0min, f0max)`` checked: octave errors of the tracker decide log-F0 RMSE, so a bad range must not pass."""
+    if not 0 < args.f0min < args.f0max:
+        raise EbmError(f"the F0 search range --f0min {args.f0min:g} --f0max {args.f0max:g} is empty or negative; "
+                       "give 0 < f0min < f0max in Hz (e.g. 40 and 800, or the speaker's range)")
+    return args.f0min, args.f0max
 
 
 def load(key, path, what):
@@ -45,6 +60,8 @@ def main(argv=None):
     setup_logging()
     from ebm.metrics import analyse, score_analyses
 
+    f0_floor, f0_ceil = f0_range(args)
+    opts = dict(n_shift=args.n_shift, f0_floor=f0_floor, f0_ceil=f0_ceil)
     refs = dict(read_scp(args.ref_wav_scp))
     systems = [(dict(read_scp(scp)), scp, out) for scp, out in args.system]
     keys = [k for k, _ in read_scp(args.key_file, allow_empty_value=True)] if args.key_file else sorted(refs)
@@ -58,12 +75,12 @@ def main(argv=None):
     for i, key in enumerate(keys, 1):
         ref, fs = load(key, refs[key], "reference")
         try:
-            ref_a = analyse(ref, fs, n_shift=args.n_shift, what="reference wav")
+            ref_a = analyse(ref, fs, what="reference wav", **opts)
             for n, (gens, _, _) in enumerate(systems):
                 gen, fs_gen = load(key, gens[key], "generated")
                 if fs_gen != fs:
                     raise EbmError(f"reference at {fs} Hz but {gens[key]} at {fs_gen} Hz; vocode at the recipe's fs")
-                s = score_analyses(ref_a, analyse(gen, fs, n_shift=args.n_shift, what=f"generated wav {gens[key]}"))
+                s = score_analyses(ref_a, analyse(gen, fs, what=f"generated wav {gens[key]}", **opts))
                 rows[n].append((key, *[float(s[c]) for c in COLUMNS]))
         except EbmError as e:
             raise EbmError(f"{key}: {e}") from None

@@ -97,6 +97,8 @@ ebm_decode_sets=""        # sets stage 6 decodes; empty: dev and eval (search.sh
 # Vocoding and evaluation (stage 7)
 vocoder_file=""           # parallel-wavegan .pkl with config.yml and stats.h5 beside it (egs/<corpus>/voc1); empty: Griffin-Lim
 griffin_lim_iters=32
+f0min=40                  # F0 search range of the pitch metrics (WORLD harvest), Hz; as ESPnet's evaluate_f0.py,
+f0max=800                 # set it to the speaker's to spare the tracker octave errors; a change rescores every system
 eval_ebm_decodes=""       # Langevin decode dirs to compare; empty: every ${expdir}/ebm_*/decode_langevin*_from_*
 results=RESULTS.md        # the comparison table; RESULTS.json beside it, plots in ${expdir}/results_<vocoder>/
 
@@ -116,7 +118,8 @@ Options (--name value; dashes or underscores):
   --ebm_inference_config FILE   --ebm_inference_model ${ebm_inference_model}   --ebm_init ${ebm_init}
   --ebm_decode_steps "1 10 100 300"   --ebm_decode_step_sizes "0.01 0.1"   --ebm_decode_sigmas "0 1"
   --ebm_decode_sets "dev"
-  --vocoder_file PKL (default: Griffin-Lim)   --eval_ebm_decodes "DIR..."   --results ${results}
+  --vocoder_file PKL (default: Griffin-Lim)   --f0min ${f0min} --f0max ${f0max}   --eval_ebm_decodes "DIR..."
+  --results ${results}
   --dumpdir ${dumpdir}   --expdir ${expdir}
 EOF
 )
@@ -436,14 +439,17 @@ if [ ${stage} -le 7 ] && [ ${stop_stage} -ge 7 ]; then
             fi
         done
     done
-    # Scoring: one pass per set over every system whose scores are older than its wavs, so that each reference is
-    # analysed once however many Langevin settings are compared.
+    # Scoring: one pass per set over every system whose scores are older than its wavs or were made with other
+    # metric settings (scores_<tag>.settings beside them), so that each reference is analysed once however many
+    # Langevin settings are compared.
+    _sopts="--n_shift ${n_shift} --f0min ${f0min} --f0max ${f0max}"
     for dset in ${dev_set} ${eval_set}; do
         _todo=()
         for _sys in ${_gt} ${_base} ${_ebms}; do
             _scores=${_sys}/${dset}/scores_${_vtag}.tsv
             [ -f "${_sys}/${dset}/wav_${_vtag}/wav.scp" ] || continue  # a dev-only decode, on eval
-            if [ -f "${_scores}" ] && [ "${_scores}" -nt "${_sys}/${dset}/wav_${_vtag}/wav.scp" ]; then
+            if [ -f "${_scores}" ] && [ "${_scores}" -nt "${_sys}/${dset}/wav_${_vtag}/wav.scp" ] \
+                    && [ "$(cat "${_scores%.tsv}.settings" 2>/dev/null)" = "${_sopts}" ]; then
                 log "Stage 7: ${_scores} is up to date"
             else
                 _todo+=("${_sys}")
@@ -460,14 +466,16 @@ if [ ${stage} -le 7 ] && [ ${stop_stage} -ge 7 ]; then
         # shellcheck disable=SC2086
         ${decode_cmd} JOB=1:"${_nj}" "${_logdir}/score.JOB.log" \
             ${python} -m ebm.bin.score_wavs --ref_wav_scp "${data_feats}/${dset}/wav.scp" \
-                --key_file "${_logdir}/keys.JOB.scp" --n_shift "${n_shift}" ${_opts} \
+                --key_file "${_logdir}/keys.JOB.scp" ${_sopts} ${_opts} \
             || die_with_logs "scoring ${dset} failed (logs: ${_logdir}/score.*.log)" "${_logdir}"/score.*.log
         for i in "${!_todo[@]}"; do
             _scores=${_todo[$i]}/${dset}/scores_${_vtag}.tsv
             { head -n 1 "${_logdir}/scores.${i}.1.tsv"
               for n in $(seq "${_nj}"); do tail -n +2 "${_logdir}/scores.${i}.${n}.tsv"; done | LC_ALL=C sort
             } > "${_scores}.tmp"
+            echo "${_sopts}" > "${_scores%.tsv}.settings.tmp"
             mv "${_scores}.tmp" "${_scores}"
+            mv "${_scores%.tsv}.settings.tmp" "${_scores%.tsv}.settings"
         done
     done
     _opts=""
@@ -477,7 +485,7 @@ if [ ${stage} -le 7 ] && [ ${stop_stage} -ge 7 ]; then
     # shellcheck disable=SC2086
     ${python} -m ebm.bin.make_results --dev_set "${dev_set}" --eval_set "${eval_set}" --vocoder_tag "${_vtag}" \
         --ground_truth "${_gt}" --baseline "${_base}" --baseline_params "${_params}" ${_opts} \
-        --ref_wav_scp "${data_feats}/${eval_set}/wav.scp" ${_fopts} \
+        --ref_wav_scp "${data_feats}/${eval_set}/wav.scp" ${_fopts} --f0min "${f0min}" --f0max "${f0max}" \
         --title "$(basename "$(dirname "${PWD}")")" --plot_dir "${expdir}/results_${_vtag}" \
         --output_md "${results}" --output_json "${results%.md}.json" \
         --search_log "${results%.md}_search.tsv"

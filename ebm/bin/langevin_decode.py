@@ -4,6 +4,9 @@ Batched over utterances sorted by length. Writes ESPnet's decode layout, ``OUTPU
 (+ .npy), and beside it what the chains did: ``energy`` (one line per utterance: the energy at every recorded
 step), ``stopped`` (utterances whose chain was stopped, with the step and the reason) and ``rtf`` (seconds and
 frames per utterance, the batch's time shared by frames).
+
+With ``--expert`` the chain runs on a product of experts (:mod:`ebm.product_of_experts`): ``--weight`` times this
+EBM's energy plus each expert's weighted energy.
 """
 
 import argparse
@@ -36,23 +39,70 @@ def get_parser():
     p.add_argument("--sigma", type=float, default=None, help="overrides the config's sigma")
     p.add_argument("--init_name", default=None, help="what the initial hypotheses are (settings.yaml)")
     p.add_argument("--ngpu", type=int, default=0)
+    p.add_argument("--weight", type=float, default=1.0, help="this EBM's weight in a product of experts")
+    p.add_argument("--expert", nargs=3, action="append", default=[], metavar=("TRAIN_CONFIG", "MODEL_FILE", "WEIGHT"),
+                   help="another EBM whose weighted energy is added (repeatable); same tokens and statistics")
     return p
 
 
-def describe(sampler, train_args, model, args, batch_size):
-    """What stage 7 needs to label this decode: sampler options, the EBM's criteria, its size."""
+def _criterion(train_args):
     criteria = (getattr(train_args, "model_conf", None) or {}).get("criteria") or []
     names = [c.get("label") or c["name"] for c in criteria] if isinstance(criteria, list) else []
-    return {
+    return "+".join(names) or None
+
+
+def load_experts(args, model, train_args, device):
+    """The energy the chain runs on: this EBM's network, or the weighted sum with ``--expert`` ones."""
+    if not args.expert and args.weight == 1.0:
+        return model.energy_network, None
+    from ebm.product_of_experts import ProductOfExperts, check_compatible
+    from ebm.task import EBMTask
+
+    networks, weights = [model.energy_network], [args.weight]
+    described = [{"train_config": args.train_config, "model_file": args.model_file, "weight": args.weight,
+                  "criterion": _criterion(train_args)}]
+    for config, model_file, weight in args.expert:
+        try:
+            weight = float(weight)
+        except ValueError:
+            raise EbmError(f"--expert {config} {model_file} {weight}: the weight must be a number") from None
+        try:
+            other, other_args = EBMTask.build_model_from_file(config, model_file, device)
+        except (OSError, RuntimeError, ValueError) as e:
+            raise EbmError(f"cannot load the expert {model_file} ({config}): {e}") from None
+        try:
+            check_compatible(model, train_args, other, other_args, f"the expert {model_file}")
+        except ValueError as e:
+            raise EbmError(str(e)) from None
+        networks.append(other.energy_network.eval())
+        weights.append(weight)
+        described.append({"train_config": config, "model_file": model_file, "weight": weight,
+                          "criterion": _criterion(other_args)})
+    try:
+        return ProductOfExperts(networks, weights), described
+    except ValueError as e:
+        raise EbmError(str(e)) from None
+
+
+def describe(sampler, train_args, energy, experts, args, batch_size):
+    """What stage 7 needs to label this decode: sampler options, the EBM's criteria (each expert's, weighted, for a
+    product of experts), its size."""
+    criterion = _criterion(train_args)
+    if experts:
+        criterion = " + ".join(f"{e['weight']:g}*({e['criterion']})" for e in experts)
+    out = {
         "sampler": {k: getattr(sampler, k) for k in CONFIG_KEYS},
         "batch_size": batch_size,
         "init": args.init_name,
         "init_scp": args.init_scp,
-        "criterion": "+".join(names) or None,
+        "criterion": criterion,
         "model_file": args.model_file,
         "train_config": args.train_config,
-        "params": int(sum(p.numel() for p in model.energy_network.parameters())),
+        "params": int(sum(p.numel() for p in energy.parameters())),
     }
+    if experts:
+        out["experts"] = experts
+    return out
 
 
 def main(argv=None):
@@ -76,6 +126,7 @@ def main(argv=None):
     device = "cuda" if args.ngpu > 0 else "cpu"
     model, train_args = EBMTask.build_model_from_file(args.train_config, args.model_file, device)
     model.eval()
+    energy, experts = load_experts(args, model, train_args, device)
     preprocess = EBMTask.build_preprocess_fn(train_args, False)
     texts = dict(read_scp(args.text))
     inits = NpyScpReader(args.init_scp)
@@ -101,7 +152,7 @@ def main(argv=None):
             y = torch.nn.utils.rnn.pad_sequence(feats, batch_first=True).to(device)
             y = model._normalize(y, fl.to(device))
             t0 = time.perf_counter()
-            res = sampler.run(model.energy_network, text, tl.to(device), y, fl.to(device), record_every)
+            res = sampler.run(energy, text, tl.to(device), y, fl.to(device), record_every)
             seconds = time.perf_counter() - t0
             logging.info(f"{min(start + batch_size, len(keys))}/{len(keys)} utterances refined "
                          f"({sampler.steps} steps, {seconds:.1f} s for this batch)")
@@ -118,7 +169,8 @@ def main(argv=None):
                 rtf_lines.append(f"{k} {seconds * n / int(fl.sum()):.4f} {n}\n")
     for name, lines in [("energy", energy_lines), ("stopped", stop_lines), ("rtf", rtf_lines)]:
         write_atomic(f"{out}/{name}", "".join(sorted(lines)))
-    write_atomic(f"{out}/settings.yaml", yaml.safe_dump(describe(sampler, train_args, model, args, batch_size)))
+    settings = describe(sampler, train_args, energy, experts, args, batch_size)
+    write_atomic(f"{out}/settings.yaml", yaml.safe_dump(settings))
     e = np.array([[float(v) for v in line.split()[1:]] for line in energy_lines])
     logging.info(f"{len(keys)} utterances, {sampler.steps} steps: mean energy {e[:, 0].mean():.4g} -> "
                  f"{e[:, -1].mean():.4g}; {len(stop_lines)} chains stopped early -> {out}")

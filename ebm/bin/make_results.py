@@ -117,7 +117,8 @@ def ebm_record(ddir, args, baseline):
     rec = system_record("ebm", ddir, args, eval_optional=True, exp=os.path.dirname(os.path.normpath(ddir)),
                         criterion=st.get("criterion"), init=st.get("init"), steps=st["sampler"]["steps"],
                         step_size=st["sampler"]["step_size"], sigma=st["sampler"]["sigma"],
-                        normalize_grad=st["sampler"].get("normalize_grad"), params=st.get("params"))
+                        normalize_grad=st["sampler"].get("normalize_grad"), params=st.get("params"),
+                        weights="/".join(f"{e['weight']:g}" for e in st["experts"]) if st.get("experts") else None)
     for part in ("dev", "eval"):  # refinement cost on its own, and the whole system's (Tacotron 2 + Langevin)
         if rec[part] is None:
             continue
@@ -165,7 +166,7 @@ def write_search_log(records, best_by_exp, base, path):
             "passes_on_dev", "chosen_on_dev"]
     lines = ["\t".join(cols)]
     for r in sorted(records, key=lambda r: (r["exp"], r["dev"]["mcd"])):
-        k = knobs[r["exp"]]
+        k = knobs[r["exp"]] or {"criteria": r.get("criterion") or "-"}  # a product of experts has no config.yaml
         vals = [os.path.basename(r["exp"])] + [k.get(c, "-") for c in cols[1:7]] + [
             r.get("init"), r["steps"], r["step_size"], r["sigma"], r.get("normalize_grad")] + [
             fmt(r["dev"].get(m), 4) for m in ("mcd", "log_f0_rmse", "vde", "gpe", "ffe", "rtf")] + [
@@ -275,7 +276,8 @@ def plots(records, base, gt, best_by_exp, args):
     fig, axes = plt.subplots(1, 4, figsize=(20, 4.5), gridspec_kw={"width_ratios": [1, 1, 1, 0.9]})
     groups = {}
     for r in records:
-        groups.setdefault((os.path.basename(r["exp"]), r["step_size"], r["sigma"]), []).append(r)
+        name = os.path.basename(r["exp"]) + (f" w={r['weights']}" if r.get("weights") else "")
+        groups.setdefault((name, r["step_size"], r["sigma"]), []).append(r)
     for n, ((exp, lam, sig), rs) in enumerate(sorted(groups.items(), key=lambda kv: str(kv[0]))):
         rs = sorted(rs, key=lambda r: r["steps"])
         xs = [max(r["steps"], 0.5) for r in rs]
@@ -379,7 +381,8 @@ def main(argv=None):
     md = [f"# RESULTS{(': ' + args.title) if args.title else ''}\n\n",
           f"Eval set `{args.eval_set}`, settings chosen on `{args.dev_set}`; vocoder `{args.vocoder_tag}` for every "
           "row. Metrics (definitions in `ebm/metrics.py`): MCD in dB (mel-cepstrum order 34, c0 included, DTW), "
-          f"log-F0 RMSE (natural log, WORLD harvest searching {args.f0min:g}-{args.f0max:g} Hz, frames voiced in both), VDE, GPE (20%), FFE. RTF: seconds of "
+          f"log-F0 RMSE (natural log, WORLD harvest searching {args.f0min:g}-{args.f0max:g} Hz, frames voiced in "
+          "both), VDE, GPE (20%), FFE. RTF: seconds of "
           "computation per second of audio on this machine; an EBM's RTF is Tacotron 2's plus Langevin's. "
           "**Bold** marks each EBM's setting chosen on dev: the lowest dev MCD among the settings that fail the "
           "fewest of the verdict's three conditions on dev (MCD lower, log-F0 RMSE and FFE no worse than "

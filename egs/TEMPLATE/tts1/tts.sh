@@ -93,6 +93,8 @@ ebm_decode_steps=""       # sweep: one decode directory per step count (e.g. "1 
 ebm_decode_step_sizes=""  # sweep: ... and per lambda (e.g. "0.01 0.1"); empty: the config's
 ebm_decode_sigmas=""      # sweep: ... and per noise scale sigma (e.g. "0 1"; 1 = the paper's rule); empty: the config's
 ebm_decode_sets=""        # sets stage 6 decodes; empty: dev and eval (search.sh decodes dev only, then eval at its choice)
+ebm_experts=""            # product of experts: "EXPDIR:WEIGHT ..." other EBMs whose weighted energies are added to
+ebm_weight=1.0            # ... this weight times ${ebm_exp}'s; decodes go to ${expdir}/ebm_poe_<names>/ (own RESULTS rows)
 
 # Vocoding and evaluation (stage 7)
 vocoder_file=""           # parallel-wavegan .pkl with config.yml and stats.h5 beside it (egs/<corpus>/voc1); empty: Griffin-Lim
@@ -117,7 +119,7 @@ Options (--name value; dashes or underscores):
   --ebm_config FILE   --ebm_args "..."   --ebm_streams "${ebm_streams}"
   --ebm_inference_config FILE   --ebm_inference_model ${ebm_inference_model}   --ebm_init ${ebm_init}
   --ebm_decode_steps "1 10 100 300"   --ebm_decode_step_sizes "0.01 0.1"   --ebm_decode_sigmas "0 1"
-  --ebm_decode_sets "dev"
+  --ebm_decode_sets "dev"   --ebm_experts "exp/ebm_other:0.3" --ebm_weight 0.7
   --vocoder_file PKL (default: Griffin-Lim)   --f0min ${f0min} --f0max ${f0max}   --eval_ebm_decodes "DIR..."
   --results ${results}
   --dumpdir ${dumpdir}   --expdir ${expdir}
@@ -352,6 +354,19 @@ fi
 
 if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
     [ -e "${ebm_exp}/${ebm_inference_model}" ] || die "no EBM at ${ebm_exp}/${ebm_inference_model}: run stage 5"
+    _decode_exp=${ebm_exp}; _poe_opt=""; _poe_tag=""
+    if [ -n "${ebm_experts}" ]; then  # a product of experts: its own exp dir, its weights in the decode names
+        _decode_exp=${expdir}/ebm_poe_$(basename "${ebm_exp}" | sed 's/^ebm_//'); _poe_opt="--weight ${ebm_weight}"
+        _poe_tag=_w${ebm_weight}
+        for _e in ${ebm_experts}; do
+            _edir=${_e%:*}; _ew=${_e##*:}
+            [ "${_edir}" != "${_e}" ] || die "--ebm_experts takes EXPDIR:WEIGHT items, got '${_e}'"
+            [ -e "${_edir}/${ebm_inference_model}" ] || die "no expert EBM at ${_edir}/${ebm_inference_model}: train it (stage 5)"
+            _decode_exp+=+$(basename "${_edir}" | sed 's/^ebm_//'); _poe_tag+=_${_ew}
+            _poe_opt+=" --expert ${_edir}/config.yaml ${_edir}/${ebm_inference_model} ${_ew}"
+        done
+        log "Stage 6: product of experts ${ebm_weight} x ${ebm_exp} + ${ebm_experts} -> ${_decode_exp}"
+    fi
     for _steps in ${ebm_decode_steps:-config}; do
         for _lambda in ${ebm_decode_step_sizes:-config}; do
             for _sigma in ${ebm_decode_sigmas:-config}; do
@@ -359,10 +374,11 @@ if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
                 [ "${_steps}" = config ] || { _tag+=_steps${_steps}; _opt+=" --steps ${_steps}"; }
                 [ "${_lambda}" = config ] || { _tag+=_lambda${_lambda}; _opt+=" --step_size ${_lambda}"; }
                 [ "${_sigma}" = config ] || { _tag+=_sigma${_sigma}; _opt+=" --sigma ${_sigma}"; }
+                _tag+=${_poe_tag}; _opt+=" ${_poe_opt}"
                 for dset in ${ebm_decode_sets:-${dev_set} ${eval_sets}}; do
                     _init=${tts_exp}/decode_${ebm_init}/${dset}/denorm/feats.scp
                     [ -f "${_init}" ] || die "${_init} is missing: run stage 4"
-                    _dir=${ebm_exp}/decode_${_tag}_from_${ebm_init}/${dset}
+                    _dir=${_decode_exp}/decode_${_tag}_from_${ebm_init}/${dset}
                     _logdir=${_dir}/log
                     log "Stage 6: Langevin decoding of ${dset} from ${ebm_init} (${_tag}; ${nj} jobs) -> ${_dir}"
                     rm -rf "${_dir}"

@@ -64,7 +64,8 @@ def test_experts_must_share_tokens_and_statistics():
     model = types.SimpleNamespace(normalize=_Norm([0.0, 1.0]))
     check_compatible(model, args, types.SimpleNamespace(normalize=_Norm([0.0, 1.0])), args, "e")
     with pytest.raises(ValueError, match="the expert x.pth has another token list"):
-        check_compatible(model, args, model, types.SimpleNamespace(token_list=["<blank>", "b", "a"]), "the expert x.pth")
+        check_compatible(model, args, model, types.SimpleNamespace(token_list=["<blank>", "b", "a"]),
+                         "the expert x.pth")
     with pytest.raises(ValueError, match="the expert y.pth normalises features with other statistics"):
         check_compatible(model, args, types.SimpleNamespace(normalize=_Norm([0.0, 2.0])), args, "the expert y.pth")
     with pytest.raises(ValueError, match="other statistics"):

@@ -5,11 +5,14 @@ the quality: a model trained for six steps never predicts its end, so every free
 """
 
 import re
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from espnet2.fileio.npy_scp import NpyScpReader
 
 from conftest import REPO
@@ -96,6 +99,8 @@ def test_a_different_token_list_is_refused(recipe, tmp_path):
 EBM = ["--ebm_config", str(REPO / "tests/data/train_ebm_tiny.yaml"), "--ebm_streams", "teacher_forced"]
 NO_LAMBDA_SWEEP = ["--ebm_decode_step_sizes", ""]  # run.sh sweeps the score model's lambdas; these use the config's
 EBM_EXP = "exp/ebm_train_ebm_tiny"
+POE = Path("exp/ebm_poe_train_ebm_tiny+train_ebm_tiny")  # the tiny EBM composed with itself (search grid)
+POE_DECODE = "decode_langevin_steps2_lambda0.05_sigma0_w0.5_0.5_from_free_running"
 
 
 @pytest.fixture(scope="module")
@@ -260,15 +265,14 @@ def test_synthesis_from_text(results_recipe, tmp_path):
 def test_search_chooses_on_dev_then_decodes_eval_once(results_recipe):
     """search.sh: every grid setting decoded and scored on dev only; eval decoded at the dev choice alone."""
     import json
-    import re
-    import shutil
 
     for old in (results_recipe / EBM_EXP).glob("decode_langevin*"):  # the stage 6-7 tests' decodes
         shutil.rmtree(old)
     grid = results_recipe / "conf/search_tiny.txt"
-    grid.write_text("# tiny grid\n"
-                    f"{REPO}/tests/data/train_ebm_tiny.yaml {REPO}/egs/mini_espeak/tts1/conf/decode_ebm.yaml "
-                    "1,2 0.01,0.05 0\n")
+    tiny = f"{REPO}/tests/data/train_ebm_tiny.yaml"
+    grid.write_text("# tiny grid, and the EBM composed with itself (a product of experts, sixth field)\n"
+                    f"{tiny} {REPO}/egs/mini_espeak/tts1/conf/decode_ebm.yaml 1,2 0.01,0.05 0\n"
+                    f"{tiny} {REPO}/egs/mini_espeak/tts1/conf/decode_ebm.yaml 2 0.05 0 0.5+{tiny}:0.5\n")
     proc = subprocess.run(["./search.sh", "--grid", str(grid), *TINY, "--ebm_streams", "teacher_forced",
                            "--ebm_args", "--max_epoch 2", "--griffin_lim_iters", "4"],
                           cwd=results_recipe, capture_output=True, text=True)
@@ -280,8 +284,8 @@ def test_search_chooses_on_dev_then_decodes_eval_once(results_recipe):
     assert len(with_eval) == 1 and all((results_recipe / EBM_EXP / d / "dev").is_dir() for d in dirs)
     log = (results_recipe / "RESULTS_search.tsv").read_text().splitlines()
     head = log[0].split("\t")
-    assert "dev_mcd" in head and not any(h.startswith("eval") for h in head) and len(log) == 1 + 4
-    rows = [dict(zip(head, line.split("\t"))) for line in log[1:]]
+    assert "dev_mcd" in head and not any(h.startswith("eval") for h in head) and len(log) == 1 + 4 + 1
+    rows = [dict(zip(head, line.split("\t"))) for line in log[1:] if not line.startswith("ebm_poe_")]
     chosen = [r for r in rows if r["chosen_on_dev"] == "True"]
     assert len(chosen) == 1
     if any(r["passes_on_dev"] == "True" for r in rows):
@@ -292,5 +296,27 @@ def test_search_chooses_on_dev_then_decodes_eval_once(results_recipe):
     assert (int(steps), float(lam)) == (int(chosen[0]["steps"]), float(chosen[0]["lambda"]))
     records = json.loads((results_recipe / "RESULTS.json").read_text())
     ebm = [r for r in records if r["system"] == "ebm"]
-    assert len(ebm) == 4 and sum(r["eval"] is not None for r in ebm) == 1
+    assert len(ebm) == 4 + 1 and sum(r["eval"] is not None for r in ebm) == 1 + 1
+    assert (results_recipe / POE / POE_DECODE / "eval1/denorm/feats.scp").is_file()  # its one setting, chosen
     assert "Tacotron 2** on 5 eval utterances" in (results_recipe / "RESULTS.md").read_text()
+
+
+def test_product_of_experts_decoding(results_recipe):
+    """--ebm_experts (here from the search test's sixth grid field): an EBM composed with itself at weights 0.5 +
+    0.5 is that EBM, so its chain is the plain one; the composition has its own exp dir and rows, names its
+    weights, and bad expert lists are refused."""
+    plain = results_recipe / EBM_EXP / "decode_langevin_steps2_lambda0.05_sigma0_from_free_running/dev/denorm/feats.scp"
+    poe = results_recipe / POE / POE_DECODE
+    a, b = NpyScpReader(str(plain)), NpyScpReader(str(poe / "dev/denorm/feats.scp"))
+    assert sorted(a.keys()) == sorted(b.keys())
+    for key in a.keys():
+        np.testing.assert_allclose(b[key], a[key], atol=1e-4)
+    settings = yaml.safe_load((poe / "settings.yaml").read_text())
+    assert [e["weight"] for e in settings["experts"]] == [0.5, 0.5]
+    assert settings["criterion"].startswith("0.5*(binary_nce") and " + 0.5*(" in settings["criterion"]
+    md = (results_recipe / "RESULTS.md").read_text()
+    assert f"EBM `{POE.name}`** | 0.5*(binary_nce" in md  # its own row, its one setting chosen on dev
+    opts = [*TINY, *EBM, "--ebm_decode_steps", "2", "--ebm_decode_sets", "dev"]
+    for bad, error in ((EBM_EXP, "takes EXPDIR:WEIGHT items"), ("exp/nowhere:0.3", "no expert EBM at")):
+        proc = run_recipe(results_recipe, "--stage", "6", "--stop-stage", "6", *opts, "--ebm_experts", bad)
+        assert proc.returncode != 0 and error in proc.stderr

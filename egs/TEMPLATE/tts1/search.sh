@@ -8,7 +8,9 @@
 #            verdict's rule applied to dev
 #   stage 3: decode eval at each EBM's chosen setting only, and score it (stages 6 and 7): RESULTS.md's verdict
 # The grid file has one line per grid: train config, decode config, then comma-separated steps, lambdas, sigmas
-# (an EBM may have several lines).
+# (an EBM may have several lines). An optional sixth field decodes a product of experts instead of the EBM alone:
+# OWN_WEIGHT+EXPERT_TRAIN_CONFIG:WEIGHT[+...], e.g. 0.7+conf/tuning/train_ebm_score_tffr.yaml:0.3; each expert
+# must be trained by an earlier line.
 # Every other option goes to run.sh unchanged (e.g. --vocoder_file, --nj).
 set -euo pipefail
 
@@ -35,29 +37,53 @@ while [ $# -gt 0 ]; do
         --eval_set) eval_set=$2; shift 2 ;;
         --results) results=$2; run_opts+=(--results "$2"); shift 2 ;;
         --expdir) expdir=$2; run_opts+=(--expdir "$2"); shift 2 ;;
-        --help|-h) sed -n '2,12p' "$0"; exit 0 ;;
+        --help|-h) sed -n '2,14p' "$0"; exit 0 ;;
         *) run_opts+=("$1"); shift ;;
     esac
 done
 [ -f "${grid}" ] || die "no search grid ${grid} (see conf/search.txt in egs/mini_espeak/tts1)"
 
-# The grid without comments: "train_config decode_config steps lambdas sigmas" per line.
+# A product of experts field -> run.sh options (--ebm_weight W --ebm_experts "exp/ebm_<name>:W ...") and the
+# exp dir its decodes go to (tts.sh names it ebm_poe_<own name>+<expert names>).
+poe_opts() {
+    local own=$1 field=$2 item experts="" names
+    names=ebm_poe_$(basename "${own}" .yaml)
+    for item in $(echo "${field#*+}" | tr '+' ' '); do
+        experts+=" ${expdir}/ebm_$(basename "${item%:*}" .yaml):${item##*:}"
+        names+=+$(basename "${item%:*}" .yaml)
+    done
+    echo "${field%%+*}|${experts# }|${names}"
+}
+
+# The grid without comments: "train_config decode_config steps lambdas sigmas [experts]" per line.
 mapfile -t lines < <(grep -v '^[[:space:]]*\(#\|$\)' "${grid}")
 [ ${#lines[@]} -gt 0 ] || die "${grid} has no grid lines"
 for line in "${lines[@]}"; do
-    read -r train decode steps lambdas sigmas extra <<< "${line}"
-    [ -n "${sigmas}" ] && [ -z "${extra:-}" ] || die "${grid}: expected 5 fields, got: ${line}"
+    read -r train decode steps lambdas sigmas poe extra <<< "${line}"
+    [ -n "${sigmas}" ] && [ -z "${extra:-}" ] || die "${grid}: expected 5 or 6 fields, got: ${line}"
     [ -f "${train}" ] || die "${grid}: ${train} does not exist"
     [ -f "${decode}" ] || die "${grid}: ${decode} does not exist"
+    if [ -n "${poe}" ]; then
+        [[ "${poe}" =~ ^[0-9.]+(\+[^+:]+:[0-9.]+)+$ ]] \
+            || die "${grid}: the sixth field is OWN_WEIGHT+EXPERT_TRAIN_CONFIG:WEIGHT[+...], got: ${poe}"
+        for item in $(echo "${poe#*+}" | tr '+' ' '); do
+            [ -f "${item%:*}" ] || die "${grid}: expert config ${item%:*} does not exist"
+        done
+    fi
 done
 
 if [ "${stage}" -le 1 ] && [ "${stop_stage}" -ge 1 ]; then
     for line in "${lines[@]}"; do
-        read -r train decode steps lambdas sigmas <<< "${line}"
-        log "Search stage 1: ${train} (decode ${decode}; steps ${steps}; lambda ${lambdas}; sigma ${sigmas}) on ${dev_set}"
+        read -r train decode steps lambdas sigmas poe <<< "${line}"
+        _poe=()
+        if [ -n "${poe}" ]; then
+            IFS='|' read -r weight experts _ <<< "$(poe_opts "${train}" "${poe}")"
+            _poe=(--ebm_weight "${weight}" --ebm_experts "${experts}")
+        fi
+        log "Search stage 1: ${train}${poe:+ with experts ${poe}} (decode ${decode}; steps ${steps}; lambda ${lambdas}; sigma ${sigmas}) on ${dev_set}"
         ./run.sh --stage 5 --stop_stage 6 --ebm_config "${train}" --ebm_inference_config "${decode}" \
             --ebm_decode_steps "${steps//,/ }" --ebm_decode_step_sizes "${lambdas//,/ }" \
-            --ebm_decode_sigmas "${sigmas//,/ }" --ebm_decode_sets "${dev_set}" "${run_opts[@]}"
+            --ebm_decode_sigmas "${sigmas//,/ }" --ebm_decode_sets "${dev_set}" "${_poe[@]}" "${run_opts[@]}"
     done
 fi
 
@@ -71,8 +97,9 @@ if [ "${stage}" -le 3 ] && [ "${stop_stage}" -ge 3 ]; then
     [ -f "${json}" ] || die "${json} is missing: run search stage 2"
     done_exps=" "
     for line in "${lines[@]}"; do
-        read -r train decode _ <<< "${line}"
+        read -r train decode _ _ _ poe <<< "${line}"
         exp=ebm_$(basename "${train}" .yaml)
+        [ -z "${poe}" ] || IFS='|' read -r _ experts exp <<< "$(poe_opts "${train}" "${poe}")"
         [[ "${done_exps}" != *" ${exp} "* ]] || continue  # several grid lines, one EBM: one choice
         done_exps+="${exp} "
         # The dev-chosen decode of this EBM from stage 7's table; its name spells the options that made it.
@@ -91,6 +118,13 @@ print(rows[0]["decode"] if rows else "")' "${json}" "${exp}")
             [[ ! "${chosen}" =~ _${knob%%:*}([^_]+) ]] || value=${BASH_REMATCH[1]}
             _opts+=(--ebm_decode_${knob#*:} "${value}")
         done
+        if [ -n "${poe}" ]; then  # the weights of the chosen composition are in its name: _w<own>_<expert>..._from
+            [[ "${chosen}" =~ _w([0-9.]+)((_[0-9.]+)+)_from_ ]] || die "no weights in the decode name ${chosen}"
+            read -r -a ws <<< "${BASH_REMATCH[2]//_/ }"
+            _experts=""; i=0
+            for e in ${experts}; do _experts+=" ${e%:*}:${ws[$i]}"; i=$((i + 1)); done
+            _opts+=(--ebm_weight "${BASH_REMATCH[1]}" --ebm_experts "${_experts# }")
+        fi
         log "Search stage 3: ${exp} chose ${chosen} on ${dev_set}: decoding ${eval_set} (${_opts[*]})"
         ./run.sh --stage 6 --stop_stage 6 --ebm_config "${train}" --ebm_inference_config "${decode}" \
             "${_opts[@]}" --ebm_decode_sets "${eval_set}" "${run_opts[@]}"

@@ -301,13 +301,14 @@ def test_search_chooses_on_dev_then_decodes_eval_once(results_recipe):
     assert "Tacotron 2** on 5 eval utterances" in (results_recipe / "RESULTS.md").read_text()
 
 
-def test_product_of_experts_decoding(results_recipe):
+def test_product_of_experts_decoding(results_recipe, monkeypatch):
     """--ebm_experts (here from the search test's sixth grid field): an EBM composed with itself at weights 0.5 +
     0.5 is that EBM, so its chain is the plain one; the composition has its own exp dir and rows, names its
     weights, and bad expert lists are refused."""
-    plain = results_recipe / EBM_EXP / "decode_langevin_steps2_lambda0.05_sigma0_from_free_running/dev/denorm/feats.scp"
+    monkeypatch.chdir(results_recipe)  # feats.scp paths are relative to the recipe
+    plain = f"{EBM_EXP}/decode_langevin_steps2_lambda0.05_sigma0_from_free_running/dev/denorm/feats.scp"
     poe = results_recipe / POE / POE_DECODE
-    a, b = NpyScpReader(str(plain)), NpyScpReader(str(poe / "dev/denorm/feats.scp"))
+    a, b = NpyScpReader(plain), NpyScpReader(str(POE / POE_DECODE / "dev/denorm/feats.scp"))
     assert sorted(a.keys()) == sorted(b.keys())
     for key in a.keys():
         np.testing.assert_allclose(b[key], a[key], atol=1e-4)

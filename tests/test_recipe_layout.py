@@ -32,12 +32,20 @@ def test_recipe_has_the_shared_pieces(recipe):
 
 @pytest.mark.parametrize("recipe", RECIPES, ids=[r.parent.name for r in RECIPES])
 def test_search_grid_names_existing_configs(recipe):
-    """Each line of conf/search.txt: train config, decode config, then steps, lambdas and sigmas as number lists."""
+    """Each line of conf/search.txt: train config, decode config, then steps, lambdas and sigmas as number lists;
+    an optional sixth field composes experts whose configs exist and are trained by an earlier line."""
     lines = [line.split() for line in (recipe / "conf/search.txt").read_text().splitlines()
              if line.strip() and not line.lstrip().startswith("#")]
     assert lines, f"{recipe.name}: empty search grid"
-    for fields in lines:
-        assert len(fields) == 5, f"{recipe.name}: {fields}"
+    for n, fields in enumerate(lines):
+        assert len(fields) in (5, 6), f"{recipe.name}: {fields}"
         assert (recipe / fields[0]).is_file() and (recipe / fields[1]).is_file(), f"{recipe.name}: {fields}"
-        for values in fields[2:]:
+        for values in fields[2:5]:
             [float(v) for v in values.split(",")]
+        if len(fields) == 6:
+            own, *experts = fields[5].split("+")
+            assert float(own) > 0 and experts, f"{recipe.name}: {fields}"
+            for item in experts:
+                config, weight = item.rsplit(":", 1)
+                assert float(weight) > 0 and (recipe / config).is_file(), f"{recipe.name}: {fields}"
+                assert any(f[0] == config for f in lines[:n]), f"{recipe.name}: {config} is not trained before"

@@ -44,7 +44,7 @@ def get_parser():
                    help="eval references: their mels head the mel plots; the verdicts compare pitch on the frames "
                         "voiced in them and in both systems")
     FeatureSettings.add_arguments(p)
-    add_f0_range(p)  # the range stage 7 scored with: the common-voiced-frame comparison must use the same
+    add_f0_range(p)  # the range stage 7 scored with; the common-voiced-frame comparison uses it too
     p.add_argument("--num_mel_plots", type=int, default=3)
     p.add_argument("--output_md", required=True)
     p.add_argument("--output_json", required=True)

@@ -355,6 +355,8 @@ fi
 if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
     [ -e "${ebm_exp}/${ebm_inference_model}" ] || die "no EBM at ${ebm_exp}/${ebm_inference_model}: run stage 5"
     _decode_exp=${ebm_exp}; _poe_opt=""; _poe_tag=""
+    [ -n "${ebm_experts}" ] || [ "${ebm_weight}" = 1.0 ] || [ "${ebm_weight}" = 1 ] \
+        || die "--ebm_weight ${ebm_weight} weighs this EBM in a product of experts: give --ebm_experts too"
     if [ -n "${ebm_experts}" ]; then  # a product of experts: its own exp dir, its weights in the decode names
         _decode_exp=${expdir}/ebm_poe_$(basename "${ebm_exp}" | sed 's/^ebm_//'); _poe_opt="--weight ${ebm_weight}"
         _poe_tag=_w${ebm_weight}

@@ -48,9 +48,9 @@ def bootstrap(d, n_boot=2000, seed=0):
 class Analyses:
     """WORLD/mel-cepstral analyses of one wav.scp, each utterance analysed once however often it is compared."""
 
-    def __init__(self, wav_scp, what, n_shift=256, ref_fs=None, f0_range=(40.0, 800.0)):
+    def __init__(self, wav_scp, what, n_shift=256, ref_fs=None, f0_range=None):
         self.wavs, self.what, self.n_shift, self.ref_fs = dict(read_scp(wav_scp)), what, n_shift, ref_fs
-        self.f0_range = f0_range
+        self.f0_range = f0_range  # (floor, ceil) Hz; None: ebm.metrics' default
         self.cache, self.fs = {}, {}
 
     def __getitem__(self, key):
@@ -62,8 +62,8 @@ class Analyses:
                 raise EbmError(f"{key}: reference at {self.ref_fs.fs[key]} Hz but {self.wavs[key]} at {fs} Hz; "
                                "vocode at the recipe's fs")
             self.fs[key] = fs
-            self.cache[key] = analyse(wav, fs, n_shift=self.n_shift, f0_floor=self.f0_range[0],
-                                      f0_ceil=self.f0_range[1], what=f"{self.what} wav {self.wavs[key]}")
+            rng = {} if self.f0_range is None else dict(f0_floor=self.f0_range[0], f0_ceil=self.f0_range[1])
+            self.cache[key] = analyse(wav, fs, n_shift=self.n_shift, what=f"{self.what} wav {self.wavs[key]}", **rng)
         return self.cache[key]
 
 

@@ -204,9 +204,9 @@ def fmt(v, nd=3):
     return f"{v:.{nd}f}" if isinstance(v, float) else str(v)
 
 
-def paired_ci(a_file, b_file, key, n_boot=2000, seed=0):
-    """Mean of the per-utterance differences a - b and its 95% bootstrap interval (utterances resampled)."""
-    a, b = read_scores(a_file), read_scores(b_file)
+def paired_ci(a, b, key, n_boot=2000, seed=0):
+    """Mean of the per-utterance differences a - b (two :func:`read_scores` tables) and its 95% bootstrap interval
+    (utterances resampled)."""
     return bootstrap([a[u][key] - b[u][key] for u in sorted(set(a) & set(b))], n_boot, seed)
 
 
@@ -227,9 +227,12 @@ def verdict(best, base, args, f0_refs=None):
     }
     what = ", ".join(f"{k} {'better' if v else 'WORSE'}" for k, v in wins.items())
     score = f"scores_{args.vocoder_tag}.tsv"
-    d, lo, hi = paired_ci(os.path.join(best["dir"], args.eval_set, score),
-                          os.path.join(base["dir"], args.eval_set, score), "mcd")
-    best["eval"]["mcd_diff_ci95"] = [d, lo, hi]
+    mine, theirs = (read_scores(os.path.join(s["dir"], args.eval_set, score)) for s in (best, base))
+    # Every condition gets a paired interval: a few frames with gross (octave) errors decide log-F0 RMSE on small
+    # sets, so a reader must see whether "worse" is outside the noise.
+    for key in ("mcd", "log_f0_rmse", "ffe"):
+        best["eval"][f"{key}_diff_ci95"] = list(paired_ci(mine, theirs, key))
+    d, lo, hi = best["eval"]["mcd_diff_ci95"]
     if hi < 0:
         sig = "the MCD gain is outside the noise"
     elif lo > 0:
@@ -237,13 +240,9 @@ def verdict(best, base, args, f0_refs=None):
     else:
         sig = "the MCD difference is within the noise"
     beats = all(wins.values()) and hi < 0
-    # The pitch conditions get the same paired interval: a few frames with gross (octave) errors decide log-F0 RMSE
-    # on small sets, so a reader must see whether "worse" is outside the noise.
     pitch = []
     for key, name in (("log_f0_rmse", "log-F0 RMSE"), ("ffe", "FFE")):
-        m, plo, phi = paired_ci(os.path.join(best["dir"], args.eval_set, score),
-                                os.path.join(base["dir"], args.eval_set, score), key)
-        best["eval"][f"{key}_diff_ci95"] = [m, plo, phi]
+        m, plo, phi = best["eval"][f"{key}_diff_ci95"]
         pitch.append(f"{name} {e[key]:.4f} vs {b[key]:.4f} (difference {m:+.4f}, 95% interval [{plo:+.4f}, "
                      f"{phi:+.4f}])")
     text = (f"**{'beats' if beats else 'does not beat'} Tacotron 2** on {best['eval']['n_utts']} eval utterances: "

@@ -20,7 +20,7 @@ from test_recipe_mini import copy_tree, read_ids, run_recipe
 
 TINY = ["--train_config", str(REPO / "tests/data/train_tacotron2_tiny.yaml"),
         "--inference_config", str(REPO / "tests/data/decode_tacotron2_short.yaml"),
-        "--local_data_opts", "--num_dev 5 --num_eval 5"]
+        "--local_data_opts", "--num_dev 5 --num_eval 5", "--gv_scales", ""]  # controls: their own test
 EXP = "exp/tts_train_tacotron2_tiny"
 
 
@@ -207,6 +207,34 @@ def test_evaluation_stage_reruns_only_what_changed(results_recipe):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stderr.count("is up to date") == 2 * 2 * 4  # 4 systems x 2 sets x (wavs, scores)
     assert "vocoding" not in proc.stderr
+
+
+def test_evaluation_compares_with_the_variance_scaling_control(results_recipe):
+    """--gv_scales adds Tacotron 2 sharpened without text or energy: its rows, its dev choice, and every verdict
+    against it; a rerun makes nothing again."""
+    import json
+
+    opts = [*TINY, *EBM, "--griffin_lim_iters", "4", "--gv_scales", "1.5 2"]
+    proc = run_recipe(results_recipe, "--stage", "7", "--stop-stage", "7", *opts)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stderr.count("with its variance scaled by") == 2 * 2
+    assert proc.stderr.count("Stage 7: scoring 2 systems") == 2  # only the controls are new
+    for s in ("1.5", "2"):
+        assert (results_recipe / EXP / f"decode_free_running_gv{s}/eval1/wav_griffin_lim/wav.scp").is_file()
+    md = (results_recipe / "RESULTS.md").read_text()
+    rows = [line for line in md.splitlines() if "(control)" in line]
+    assert len(rows) == 2 and sum(line.startswith("| **") for line in rows) == 1
+    assert "Against the control (variance x" in md and "- control: Tacotron 2 with its variance x" in md
+    records = json.loads((results_recipe / "RESULTS.json").read_text())
+    controls = [r for r in records if r["system"] == "control_gv"]
+    assert sorted(r["scale"] for r in controls) == [1.5, 2.0] and sum(r["chosen_on_dev"] for r in controls) == 1
+    assert all(r["rtf"] == records[1]["rtf"] for r in controls)  # its cost is Tacotron 2's
+    chosen = [r for r in records if r["system"] == "ebm" and r["chosen_on_dev"] and r["eval"]]
+    assert chosen and all(len(r["eval"]["mcd_diff_vs_control_ci95"]) == 3 for r in chosen)
+    proc = run_recipe(results_recipe, "--stage", "7", "--stop-stage", "7", *opts)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "variance scaled" not in proc.stderr and "vocoding" not in proc.stderr
+    assert proc.stderr.count("is up to date") == 2 * 2 * 6  # 6 systems x 2 sets x (wavs, scores)
 
 
 def test_evaluation_rescores_with_another_f0_range(results_recipe):

@@ -1,7 +1,9 @@
 """Collect stage 7's scores into RESULTS.md, RESULTS.json and plots: the EBM against Tacotron 2.
 
 Rows: the references through the vocoder (analysis-synthesis: the floor any system can reach with it), Tacotron 2's
-free-running decodes, and every Langevin decode of every EBM given. For each EBM (one ``exp/ebm_*`` directory,
+free-running decodes, the variance-scaling controls (Tacotron 2 sharpened without text or energy; the scale chosen
+on dev like an EBM's setting, and each verdict says whether the EBM beats it too), and every Langevin decode of
+every EBM given. For each EBM (one ``exp/ebm_*`` directory,
 i.e. one training criterion) the setting chosen on *dev* is marked: the verdict's rule applied to dev (MCD lower,
 log-F0 RMSE and FFE no worse than Tacotron 2's), the lowest dev MCD among the settings that fail the fewest of
 those conditions; the verdict compares its *eval* numbers with Tacotron 2's. Eval never chooses anything: a
@@ -40,6 +42,8 @@ def get_parser():
     p.add_argument("--baseline", required=True, help="Tacotron 2's decode dir (<set>/{rtf,scores_<tag>.tsv})")
     p.add_argument("--baseline_params", type=int, default=None)
     p.add_argument("--ebm", action="append", default=[], help="a Langevin decode dir (repeatable)")
+    p.add_argument("--control", action="append", default=[],
+                   help="a variance-scaled Tacotron 2 decode dir, ebm.bin.gv_postfilter's (repeatable)")
     p.add_argument("--ref_wav_scp", default=None,
                    help="eval references: their mels head the mel plots; the verdicts compare pitch on the frames "
                         "voiced in them and in both systems")
@@ -126,6 +130,30 @@ def ebm_record(ddir, args, baseline):
         rec[part]["rtf_refine"] = r
         rec[part]["rtf"] = (r + b) if (r is not None and b is not None) else r
     return rec
+
+
+def control_record(cdir, args):
+    """A variance-scaled Tacotron 2 (``<base>_gv<scale>``); its cost is Tacotron 2's."""
+    m = re.search(r"_gv([0-9.]+)$", os.path.normpath(cdir))
+    scale = float(m.group(1)) if m else None
+    return system_record("control_gv", cdir, args, exp="control_gv", scale=scale,
+                         criterion=f"variance x{scale:g}" if scale is not None else "variance scaling")
+
+
+def against_control(best, ctl, args):
+    """The EBM's eval MCD against the dev-chosen control's, with the paired interval: what the energy adds to
+    sharpening."""
+    if ctl is None or best["eval"] is None or ctl["eval"] is None:
+        return ""
+    score = f"scores_{args.vocoder_tag}.tsv"
+    mine, theirs = (read_scores(os.path.join(s["dir"], args.eval_set, score)) for s in (best, ctl))
+    d, lo, hi = paired_ci(mine, theirs, "mcd")
+    best["eval"]["mcd_diff_vs_control_ci95"] = [d, lo, hi]
+    e, c = best["eval"], ctl["eval"]
+    outcome = "beats it" if hi < 0 else ("is worse" if lo > 0 else "is within the noise of it")
+    return (f". Against the control ({ctl['criterion']}, chosen on dev): MCD {e['mcd']:.3f} vs {c['mcd']:.3f} "
+            f"(per-utterance difference {d:+.3f} dB, 95% interval [{lo:+.3f}, {hi:+.3f}]: the EBM {outcome}), "
+            f"log-F0 RMSE {e['log_f0_rmse']:.4f} vs {c['log_f0_rmse']:.4f}, FFE {e['ffe']:.4f} vs {c['ffe']:.4f}")
 
 
 def training_knobs(exp):
@@ -362,6 +390,10 @@ def main(argv=None):
     base = system_record("tacotron2", args.baseline, args, params=args.baseline_params)
     records = [ebm_record(d, args, base) for d in args.ebm]
     best_by_exp = choose_on_dev(records, base)
+    controls = [control_record(d, args) for d in args.control]
+    ctl = choose_on_dev(controls, base)["control_gv"] if controls else None
+    for c in controls:
+        c["chosen_on_dev"] = c is ctl
     for r in records:
         r["chosen_on_dev"] = best_by_exp[r["exp"]] is r
     figures = plots(records, base, gt, best_by_exp, args) if records else []
@@ -387,7 +419,10 @@ def main(argv=None):
           "fewest of the verdict's three conditions on dev (MCD lower, log-F0 RMSE and FFE no worse than "
           "Tacotron 2's). Each verdict also compares log-F0 RMSE on the same frames for both systems, those "
           "voiced in the reference and in both (`ebm.bin.compare_f0`): better voicing alone adds hard frames to "
-          "the table's log-F0 RMSE.\n\n",
+          "the table's log-F0 RMSE."
+          + (" Control rows: Tacotron 2's output with each mel bin's deviations from its utterance mean scaled "
+             "(`ebm.bin.gv_postfilter`), sharpening without text or energy; the scale is chosen on dev by the same "
+             "rule, and each verdict ends with the EBM against it." if controls else "") + "\n\n",
           "## Verdict (eval, at the dev-chosen setting)\n\n"]
     if not records:
         md.append("No EBM decodes were given (stage 6 not run?).\n")
@@ -396,13 +431,21 @@ def main(argv=None):
     if args.ref_wav_scp and os.path.isfile(base_wavs):
         ref = Analyses(args.ref_wav_scp, "reference", args.n_shift, f0_range=rng)
         f0_refs = (ref, Analyses(base_wavs, "Tacotron 2", args.n_shift, ref_fs=ref, f0_range=rng))
-    verdicts = {exp: verdict(best, base, args, f0_refs)  # bootstraps once
+    verdicts = {exp: verdict(best, base, args, f0_refs) + against_control(best, ctl, args)  # bootstraps once
                 for exp, best in sorted(best_by_exp.items())}
     for exp, best in sorted(best_by_exp.items()):
         how = "" if best["passes_on_dev"] else " (no setting met all three conditions on dev)"
         md.append(f"- `{os.path.basename(exp)}` ({best['criterion']}; {_steps(best['steps'])}, lambda "
                   f"{best['step_size']}, sigma {best['sigma']}, from {best['init']}{how}): {verdicts[exp]}\n")
+    if ctl is not None and ctl["eval"] is not None:
+        e, b = ctl["eval"], base["eval"]
+        md.append(f"- control: Tacotron 2 with its {ctl['criterion']} (the scale chosen on dev): MCD {e['mcd']:.3f} vs "
+                  f"{b['mcd']:.3f} dB ({100.0 * (e['mcd'] - b['mcd']) / b['mcd']:+.1f}%), log-F0 RMSE "
+                  f"{e['log_f0_rmse']:.4f} vs {b['log_f0_rmse']:.4f}, FFE {e['ffe']:.4f} vs {b['ffe']:.4f}\n")
     md += ["\n## All systems\n\n", head, row(gt, "analysis-synthesis"), row(base, "Tacotron 2")]
+    for c in sorted(controls, key=lambda c: c["scale"] or 0):
+        name = f"Tacotron 2 + {c['criterion']} (control)"
+        md.append(row(c, f"**{name}**" if c["chosen_on_dev"] else name))
     for r in sorted(records, key=lambda r: (r["exp"], r["step_size"], r["sigma"], r["steps"])):
         name = f"EBM `{os.path.basename(r['exp'])}`"
         md.append(row(r, f"**{name}**" if r["chosen_on_dev"] else name))
@@ -412,9 +455,10 @@ def main(argv=None):
     write_atomic(args.output_md, "".join(md))
 
     def js(r):
-        out = {k: r.get(k) for k in ("system", "criterion", "init", "steps", "step_size", "sigma", "params")}
+        out = {k: r.get(k) for k in ("system", "criterion", "init", "steps", "step_size", "sigma", "params", "scale")}
         out["lambda"] = out.pop("step_size")
-        out["exp"] = os.path.basename(r["exp"]) if r.get("exp") else None
+        ebm = r.get("exp") and r["system"] == "ebm"
+        out["exp"] = os.path.basename(r["exp"]) if ebm else None
         out["decode"] = os.path.basename(os.path.normpath(r["dir"])) if r.get("exp") else None
         out["chosen_on_dev"] = r.get("chosen_on_dev", False)
         out["vocoder"] = args.vocoder_tag
@@ -424,7 +468,8 @@ def main(argv=None):
             out[k] = (r["eval"] or {}).get(k)
         return out
 
-    write_atomic(args.output_json, json.dumps([js(gt), js(base)] + [js(r) for r in records], indent=1) + "\n")
+    write_atomic(args.output_json, json.dumps([js(gt), js(base)] + [js(c) for c in controls] + [js(r) for r in records],
+                                              indent=1) + "\n")
     if args.search_log and records:
         write_search_log(records, best_by_exp, base, args.search_log)
         logging.info(f"wrote {args.search_log}: {len(records)} settings with their dev numbers")

@@ -102,6 +102,7 @@ griffin_lim_iters=32
 f0min=40                  # F0 search range of the pitch metrics (WORLD harvest), Hz; as ESPnet's evaluate_f0.py,
 f0max=800                 # set it to the speaker's to spare the tracker octave errors; a change rescores every system
 eval_ebm_decodes=""       # Langevin decode dirs to compare; empty: every ${expdir}/ebm_*/decode_langevin*_from_*
+gv_scales="1.25 1.5 1.75" # control rows: Tacotron 2 with each mel bin's variance scaled (ebm.bin.gv_postfilter); "": none
 results=RESULTS.md        # the comparison table; RESULTS.json beside it, plots in ${expdir}/results_<vocoder>/
 
 help_message=$(cat <<EOF
@@ -121,6 +122,7 @@ Options (--name value; dashes or underscores):
   --ebm_decode_steps "1 10 100 300"   --ebm_decode_step_sizes "0.01 0.1"   --ebm_decode_sigmas "0 1"
   --ebm_decode_sets "dev"   --ebm_experts "exp/ebm_other:0.3" --ebm_weight 0.7
   --vocoder_file PKL (default: Griffin-Lim)   --f0min ${f0min} --f0max ${f0max}   --eval_ebm_decodes "DIR..."
+  --gv_scales "${gv_scales}" (variance-scaled Tacotron 2, the control; "" for none)
   --results ${results}
   --dumpdir ${dumpdir}   --expdir ${expdir}
 EOF
@@ -425,8 +427,24 @@ if [ ${stage} -le 7 ] && [ ${stop_stage} -ge 7 ]; then
     else
         _ebms=$(find "${expdir}" -mindepth 2 -maxdepth 2 -type d -path "${expdir}/ebm_*/decode_langevin*_from_*" | LC_ALL=C sort)
     fi
-    log "Stage 7: vocoder ${_vtag}; systems: analysis-synthesis, Tacotron 2 (${_base}), $(echo ${_ebms} | wc -w) Langevin decodes"
-    for _sys in ${_gt} ${_base} ${_ebms}; do
+    # The control: how much of an EBM's gain plain variance scaling of Tacotron 2's output gets (no text, no energy).
+    _controls=""
+    for _s in ${gv_scales}; do
+        _ctl=${_base}_gv${_s}
+        for dset in ${dev_set} ${eval_set}; do
+            _in=${_base}/${dset}
+            [ -f "${_in}/denorm/feats.scp" ] || die "${_in}/denorm/feats.scp is missing: run stage 4"
+            if [ -f "${_ctl}/${dset}/denorm/feats.scp" ] && [ "${_ctl}/${dset}/denorm/feats.scp" -nt "${_in}/denorm/feats.scp" ]; then
+                continue
+            fi
+            log "Stage 7: control: ${_in} with its variance scaled by ${_s} -> ${_ctl}/${dset}"
+            ${python} -m ebm.bin.gv_postfilter --input_dir "${_in}" --output_dir "${_ctl}/${dset}" --scale "${_s}" \
+                || die "the variance-scaling control failed for ${_ctl}/${dset}"
+        done
+        _controls+=" ${_ctl}"
+    done
+    log "Stage 7: vocoder ${_vtag}; systems: analysis-synthesis, Tacotron 2 (${_base}), $(echo ${_controls} | wc -w) controls, $(echo ${_ebms} | wc -w) Langevin decodes"
+    for _sys in ${_gt} ${_base} ${_controls} ${_ebms}; do
         for dset in ${dev_set} ${eval_set}; do
             if [ "${_sys}" = "${_gt}" ]; then
                 _src=${data_feats}/${dset}/wav.scp; _srcopt="--wav_scp ${_src}"
@@ -463,7 +481,7 @@ if [ ${stage} -le 7 ] && [ ${stop_stage} -ge 7 ]; then
     _sopts="--n_shift ${n_shift} --f0min ${f0min} --f0max ${f0max}"
     for dset in ${dev_set} ${eval_set}; do
         _todo=()
-        for _sys in ${_gt} ${_base} ${_ebms}; do
+        for _sys in ${_gt} ${_base} ${_controls} ${_ebms}; do
             _scores=${_sys}/${dset}/scores_${_vtag}.tsv
             [ -f "${_sys}/${dset}/wav_${_vtag}/wav.scp" ] || continue  # a dev-only decode, on eval
             if [ -f "${_scores}" ] && [ "${_scores}" -nt "${_sys}/${dset}/wav_${_vtag}/wav.scp" ] \
@@ -498,6 +516,7 @@ if [ ${stage} -le 7 ] && [ ${stop_stage} -ge 7 ]; then
     done
     _opts=""
     for _d in ${_ebms}; do _opts+=" --ebm ${_d}"; done
+    for _d in ${_controls}; do _opts+=" --control ${_d}"; done
     _params=$(${python} -m ebm.bin.count_params --config "${tts_exp}/config.yaml" --model_file "${tts_exp}/${inference_model}")
     log "Stage 7: writing ${results} and ${results%.md}.json (plots: ${expdir}/results_${_vtag})"
     # shellcheck disable=SC2086

@@ -38,34 +38,27 @@ def main(argv=None):
     setup_logging()
     if not args.scale > 0:
         raise EbmError(f"--scale {args.scale}: give a positive factor (e.g. 1.5; 1 is the identity)")
-    from espnet2.fileio.npy_scp import NpyScpWriter
-
     out = os.path.normpath(args.output_dir)
-    tmp = out + ".tmp"
+    tmp = out + ".tmp"  # written in full, then swapped in: a half-made control never looks complete
     shutil.rmtree(tmp, ignore_errors=True)
     for kind in ("norm", "denorm"):
         src = os.path.join(args.input_dir, kind, "feats.scp")
         if not os.path.isfile(src):
             raise EbmError(f"{src} is missing: run stage 4 (Tacotron 2's decoding) first")
-    n = 0
     for kind in ("norm", "denorm"):
         reader = open_feats_scp(os.path.join(args.input_dir, kind, "feats.scp"))
-        with NpyScpWriter(os.path.join(tmp, kind), os.path.join(tmp, kind, "feats.scp")) as writer:
-            for n, key in enumerate(reader.keys(), 1):
-                writer[key] = scale_variance(reader[key], args.scale)
+        os.makedirs(os.path.join(tmp, kind))
+        lines = []
+        for key in reader.keys():
+            np.save(os.path.join(tmp, kind, f"{key}.npy"), scale_variance(reader[key], args.scale))
+            lines.append(f"{key} {os.path.join(out, kind, key + '.npy')}\n")  # the final paths
+        with open(os.path.join(tmp, kind, "feats.scp"), "w") as f:
+            f.writelines(lines)
     if os.path.isfile(os.path.join(args.input_dir, "rtf")):
         shutil.copy(os.path.join(args.input_dir, "rtf"), os.path.join(tmp, "rtf"))
-    # The npy paths in feats.scp name the temporary directory: rewrite them for the final one, then swap it in.
-    for kind in ("norm", "denorm"):
-        scp = os.path.join(tmp, kind, "feats.scp")
-        with open(scp) as f:
-            keys = [line.split(maxsplit=1)[0] for line in f]
-        lines = [f"{k} {os.path.join(out, kind, k + '.npy')}\n" for k in keys]
-        with open(scp, "w") as f:
-            f.writelines(lines)
     shutil.rmtree(out, ignore_errors=True)
     os.replace(tmp, out)
-    logging.info(f"{n} utterances, variance scaled by {args.scale:g} -> {out}")
+    logging.info(f"{len(lines)} utterances, variance scaled by {args.scale:g} -> {out}")
 
 
 if __name__ == "__main__":

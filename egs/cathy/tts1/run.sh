@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # cathy: 300 real recordings of one US-English speaker (CC0), already in LJSpeech layout; never downloaded.
 # Give its location: ./run.sh --db_root /path/to/cathy_dev (or CATHY in db.sh). A worked example of adding a
-# corpus: this directory holds only run.sh, local/data.sh and conf/.
+# corpus: this directory holds only run.sh, local/data.sh and conf/. Stage 6 sweeps the score EBM's steps and
+# lambdas around the setting ./search.sh chose on dev (8 steps, lambda 1.5: RESULTS.md); stage 7 chooses again.
 set -euo pipefail
 
 ./tts.sh \
@@ -14,5 +15,5 @@ set -euo pipefail
     --inference_config conf/decode_tacotron2.yaml \
     --ebm_config conf/tuning/train_ebm_score.yaml \
     --ebm_inference_config conf/decode_ebm_score.yaml \
-    --ebm_decode_steps "1 2 4" --ebm_decode_step_sizes "1.0 2.0" \
+    --ebm_decode_steps "1 2 3 4 8" --ebm_decode_step_sizes "1.0 1.5 2.0" \
     "$@"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # LJSpeech 1.1 (13,100 clips, one speaker). Stage 0 downloads it, or uses a copy given by --db_root or db.sh.
 # Split as in ESPnet: ids sorted, the last 500 held out, dev = first 250 of them, eval1 = last 250.
+# Stage 6 sweeps the score EBM as on cathy, the real-speech recipe searched here (best there: 8 steps, lambda 1.5).
 set -euo pipefail
 
 ./tts.sh \
@@ -13,5 +14,5 @@ set -euo pipefail
     --inference_config conf/decode_tacotron2.yaml \
     --ebm_config conf/tuning/train_ebm_score.yaml \
     --ebm_inference_config conf/decode_ebm_score.yaml \
-    --ebm_decode_steps "1 2 4" --ebm_decode_step_sizes "1.0 2.0" \
+    --ebm_decode_steps "1 2 3 4 8" --ebm_decode_step_sizes "1.0 1.5 2.0" \
     "$@"

@@ -42,6 +42,29 @@ def test_refinement_gain_raw_step_lands_on_the_predicted_reference(normalize, ex
         assert 0 < stats["refine_gain"] < 0.5
 
 
+def test_refinement_gain_from_free_running_uses_the_warped_reference():
+    """``refine_from: free_running`` starts from the free-running output (its own length) and measures against
+    the reference carried onto its timing: a step onto that warped reference is a gain of 1."""
+    text, tl, ref, lengths = _batch()
+    slow = ref.repeat_interleave(2, dim=1)  # twice as slow: each reference frame held for two frames
+    fr_lengths = 2 * lengths
+    model = ESPnetEBMModel(None, None, Quadratic(slow), samplers=[], criteria=[{"name": "delta"}],
+                           refine_steps=1, refine_step_size=1.0, refine_normalize=False,
+                           refine_from="free_running")
+    fr = slow + 0.01 * torch.randn_like(slow)
+    stats = model.refinement_gain(text, tl, ref, lengths, {"fr_feats": fr, "fr_feats_lengths": fr_lengths})
+    assert stats["refine_dist0"] > 0
+    assert stats["refine_gain"] == pytest.approx(1.0, abs=1e-5)
+    # against the unwarped reference (teacher-forced path), the same step would not look like a gain of 1
+    tf_model = ESPnetEBMModel(None, None, Quadratic(slow), samplers=[], criteria=[{"name": "delta"}],
+                              refine_steps=1, refine_step_size=1.0, refine_normalize=False)
+    assert tf_model.refinement_gain(text, tl, ref, lengths, {"tf_feats": fr[:, :12]})["refine_gain"] < 0.9
+    with pytest.raises(ValueError, match="fr_feats"):
+        model.refinement_gain(text, tl, ref, lengths, {})
+    with pytest.raises(ValueError, match="refine_from"):
+        ESPnetEBMModel(None, None, Quadratic(slow), samplers=[], criteria=[{"name": "delta"}], refine_from="own")
+
+
 def test_delta_on_the_models_own_langevin_samples():
     """A hypothesis sampler that runs the model (``langevin``) gets the model's energy function from the wrapper."""
     torch.manual_seed(0)

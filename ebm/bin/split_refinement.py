@@ -1,0 +1,116 @@
+"""Split each Langevin refinement into its part along the true correction and the rest (a diagnosis, not a stage).
+
+With ``h`` an initial hypothesis, ``y`` its refinement and ``W`` the reference carried onto ``h``'s timing along
+their DTW path (the pairing of the delta criterion's ``align: dtw``), the step ``g = y - h`` is split per utterance,
+in the normalised mel domain the energy works in, into ``c * D`` along the true correction ``D = W - h`` (``c =
+<g, D> / <D, D>``) and the remainder ``g - c * D``. Written under ``--output_dir``:
+
+- ``along/`` (``h + c * D``) and ``rest/`` (``h + g - c * D``), each with ``norm/`` and ``denorm/feats.scp`` like
+  any decode, so that ``vocode`` and ``score_wavs`` say what each part does to MCD;
+- ``summary.tsv``: per utterance ``c``, ``cos(g, D)`` and ``|g| / |D|``; the log gives them pooled over frames.
+
+Why: MCD after a vocoder is not the mel distance the energy is trained on. A score-trained energy can lower MCD
+while moving away from the reference (it sharpens), or move towards it and still raise MCD, its error costing more
+than its correction gains. README, "Results so far", has both cases.
+"""
+
+import argparse
+import contextlib
+import io
+import logging
+import os
+import shutil
+
+import numpy as np
+
+from ebm.cli import EbmError, run, setup_logging
+from ebm.io import open_feats_scp, read_scp, write_atomic
+from ebm.vocoder import FeatureSettings
+
+
+def split_step(h: np.ndarray, y: np.ndarray, w: np.ndarray):
+    """``(along, rest, stats)`` of the step ``y - h`` against the correction ``w - h``; all (T, D), same shape."""
+    g, d = y - h, w - h
+    dd, gg, gd = float((d * d).sum()), float((g * g).sum()), float((g * d).sum())
+    c = gd / dd if dd > 0 else 0.0
+    along = h + c * d
+    stats = {"c": c, "cos": gd / np.sqrt(gg * dd) if gg > 0 and dd > 0 else 0.0,
+             "ratio": np.sqrt(gg / dd) if dd > 0 else 0.0, "gd": gd, "gg": gg, "dd": dd}
+    return along.astype(np.float32), (y - c * d).astype(np.float32), stats
+
+
+def get_parser():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--ref_wav_scp", required=True, help="the references (dump/raw/<set>/wav.scp)")
+    p.add_argument("--init_dir", required=True, help="the initial hypotheses: a decode dir with norm/feats.scp")
+    p.add_argument("--refined_dir", required=True, help="their Langevin refinement: a decode dir with norm/feats.scp")
+    p.add_argument("--stats_file", required=True, help="the feats_stats.npz both were normalised with (stage 2)")
+    p.add_argument("--output_dir", required=True)
+    FeatureSettings.add_arguments(p)
+    return p
+
+
+def main(argv=None):
+    args = get_parser().parse_args(argv)
+    setup_logging()
+    for d in (args.init_dir, args.refined_dir):
+        if not os.path.isfile(os.path.join(d, "norm", "feats.scp")):
+            raise EbmError(f"{d}/norm/feats.scp is missing: give a decode dir of one set (stage 4 or 6 writes it)")
+    if not os.path.isfile(args.stats_file):
+        raise EbmError(f"{args.stats_file} does not exist: give the recipe's exp/*stats*/train/feats_stats.npz")
+    import torch
+
+    with contextlib.redirect_stdout(io.StringIO()):  # espnet prints import notices on stdout
+        from espnet2.layers.global_mvn import GlobalMVN
+
+        from ebm.bin.vocode import read_mel
+        from ebm.criteria import dtw_warped_reference
+    mvn = GlobalMVN(args.stats_file)
+    settings = FeatureSettings.from_args(args)
+    refs = dict(read_scp(args.ref_wav_scp))
+    init = open_feats_scp(os.path.join(args.init_dir, "norm", "feats.scp"))
+    refined = open_feats_scp(os.path.join(args.refined_dir, "norm", "feats.scp"))
+    keys, init_keys = sorted(refined.keys()), set(init.keys())
+    missing = [k for k in keys if k not in init_keys or k not in refs]
+    if missing:
+        raise EbmError(f"{len(missing)} refined utterances have no initial hypothesis in {args.init_dir} or no "
+                       f"reference in {args.ref_wav_scp}, e.g. {missing[:3]}: give the decode it started from")
+
+    out = os.path.normpath(args.output_dir)
+    tmp = out + ".tmp"  # written in full, then swapped in: a half-made split never looks complete
+    shutil.rmtree(tmp, ignore_errors=True)
+    scp = {(part, kind): [] for part in ("along", "rest") for kind in ("norm", "denorm")}
+    for part, kind in scp:
+        os.makedirs(os.path.join(tmp, part, kind))
+    rows, pooled = [], np.zeros(3)
+    for key in keys:
+        h = np.asarray(init[key], dtype=np.float32)
+        y = np.asarray(refined[key], dtype=np.float32)
+        if h.shape != y.shape:
+            raise EbmError(f"{key}: refined {y.shape} vs initial {h.shape}; Langevin keeps the shape, so "
+                           f"{args.refined_dir} was not decoded from {args.init_dir}")
+        ref = torch.from_numpy(read_mel(key, refs[key], settings, None))[None]
+        ref_lengths = torch.tensor([ref.shape[1]])
+        ref, _ = mvn(ref, ref_lengths)
+        w = dtw_warped_reference(ref, ref_lengths, torch.from_numpy(h)[None], torch.tensor([len(h)]))[0].numpy()
+        along, rest, st = split_step(h, y, w)
+        pooled += (st["gd"], st["gg"], st["dd"])
+        rows.append(f"{key}\t{st['c']:.4f}\t{st['cos']:.4f}\t{st['ratio']:.4f}\n")
+        for part, feats in (("along", along), ("rest", rest)):
+            denorm, _ = mvn.inverse(torch.tensor(feats)[None], torch.tensor([len(feats)]))  # copied: in place
+            for kind, arr in (("norm", feats), ("denorm", denorm[0].numpy())):
+                np.save(os.path.join(tmp, part, kind, f"{key}.npy"), arr)
+                scp[part, kind].append(f"{key} {os.path.join(out, part, kind, key + '.npy')}\n")  # final paths
+    for (part, kind), lines in scp.items():
+        with open(os.path.join(tmp, part, kind, "feats.scp"), "w") as f:
+            f.writelines(lines)
+    write_atomic(os.path.join(tmp, "summary.tsv"), "utt\tc\tcos\tratio\n" + "".join(rows))
+    shutil.rmtree(out, ignore_errors=True)
+    os.replace(tmp, out)
+    gd, gg, dd = pooled
+    logging.info(f"{len(keys)} utterances: step along the correction c = {gd / dd:.3f}, cos(step, correction) = "
+                 f"{gd / np.sqrt(gg * dd):.3f}, |step| / |correction| = {np.sqrt(gg / dd):.3f} -> {out}")
+
+
+if __name__ == "__main__":
+    run(main)

@@ -24,6 +24,7 @@ def test_split_step_separates_the_correction_from_an_orthogonal_error():
     norm_d, norm_e = np.linalg.norm(d), np.linalg.norm(e)
     assert st["cos"] == pytest.approx(0.5 * norm_d / np.hypot(0.5 * norm_d, norm_e))
     assert st["ratio"] == pytest.approx(np.hypot(0.5 * norm_d, norm_e) / norm_d)
+    assert st["gain"] == pytest.approx(1 - np.linalg.norm(w - (h + 0.5 * d + e)) ** 2 / norm_d ** 2)
 
 
 def _write_decode(root, feats):
@@ -67,8 +68,9 @@ def test_split_refinement_writes_both_parts_as_decodes(corpus):
     split_refinement.main(args)
     rows = [line.split("\t") for line in (root / "split" / "summary.tsv").read_text().splitlines()[1:]]
     assert [r[0] for r in rows] == ["u1", "u2"]
-    for _, c, cos, _ in rows:  # the step is half the correction, exactly along it
+    for _, c, cos, ratio, gain in rows:  # the step is half the correction, exactly along it
         assert float(c) == pytest.approx(0.5, abs=1e-3) and float(cos) == pytest.approx(1.0, abs=1e-3)
+        assert float(ratio) == pytest.approx(0.5, abs=1e-3) and float(gain) == pytest.approx(0.75, abs=1e-3)
     for part in ("along", "rest"):
         for kind in ("norm", "denorm"):
             keys = [line.split()[0] for line in (root / "split" / part / kind / "feats.scp").read_text().splitlines()]

@@ -5,13 +5,17 @@ their DTW path (the pairing of the delta criterion's ``align: dtw``), the step `
 in the normalised mel domain the energy works in, into ``c * D`` along the true correction ``D = W - h`` (``c =
 <g, D> / <D, D>``) and the remainder ``g - c * D``. Written under ``--output_dir``:
 
+- ``summary.tsv``: per utterance ``c``, ``cos(g, D)``, ``|g| / |D|`` and the mel gain ``1 - |W - y|^2 / |W -
+  h|^2``; the log gives them pooled over frames;
 - ``along/`` (``h + c * D``) and ``rest/`` (``h + g - c * D``), each with ``norm/`` and ``denorm/feats.scp`` like
-  any decode, so that ``vocode`` and ``score_wavs`` say what each part does to MCD;
-- ``summary.tsv``: per utterance ``c``, ``cos(g, D)`` and ``|g| / |D|``; the log gives them pooled over frames.
+  any decode, for ``vocode`` and ``score_wavs``.
 
-Why: MCD after a vocoder is not the mel distance the energy is trained on. A score-trained energy can lower MCD
-while moving away from the reference (it sharpens), or move towards it and still raise MCD, its error costing more
-than its correction gains. README, "Results so far", has both cases.
+Why: MCD after a vocoder is not the mel distance the energy is trained on. A step nearly orthogonal to ``D`` that
+lowers MCD sharpens rather than corrects. A step whose cosine is close to its relative size ``|g| / |D|`` is what
+the delta criterion's squared loss trains, the conditional mean of the correction: it averages over what text and
+hypothesis cannot tell, so it may smooth. ``along`` is not what the energy knows: ``c * D`` carries a share of the
+whole correction, the unpredictable part included, so compare ``rest`` and the full step with an exact correction
+of the same mel gain. README, "Results so far", has both cases.
 """
 
 import argparse
@@ -35,7 +39,8 @@ def split_step(h: np.ndarray, y: np.ndarray, w: np.ndarray):
     c = gd / dd if dd > 0 else 0.0
     along = h + c * d
     stats = {"c": c, "cos": gd / np.sqrt(gg * dd) if gg > 0 and dd > 0 else 0.0,
-             "ratio": np.sqrt(gg / dd) if dd > 0 else 0.0, "gd": gd, "gg": gg, "dd": dd}
+             "ratio": np.sqrt(gg / dd) if dd > 0 else 0.0, "gain": (2 * gd - gg) / dd if dd > 0 else 0.0,
+             "gd": gd, "gg": gg, "dd": dd}
     return along.astype(np.float32), (y - c * d).astype(np.float32), stats
 
 
@@ -95,7 +100,7 @@ def main(argv=None):
         w = dtw_warped_reference(ref, ref_lengths, torch.from_numpy(h)[None], torch.tensor([len(h)]))[0].numpy()
         along, rest, st = split_step(h, y, w)
         pooled += (st["gd"], st["gg"], st["dd"])
-        rows.append(f"{key}\t{st['c']:.4f}\t{st['cos']:.4f}\t{st['ratio']:.4f}\n")
+        rows.append(f"{key}\t{st['c']:.4f}\t{st['cos']:.4f}\t{st['ratio']:.4f}\t{st['gain']:.4f}\n")
         for part, feats in (("along", along), ("rest", rest)):
             denorm, _ = mvn.inverse(torch.tensor(feats)[None], torch.tensor([len(feats)]))  # copied: in place
             for kind, arr in (("norm", feats), ("denorm", denorm[0].numpy())):
@@ -104,12 +109,13 @@ def main(argv=None):
     for (part, kind), lines in scp.items():
         with open(os.path.join(tmp, part, kind, "feats.scp"), "w") as f:
             f.writelines(lines)
-    write_atomic(os.path.join(tmp, "summary.tsv"), "utt\tc\tcos\tratio\n" + "".join(rows))
+    write_atomic(os.path.join(tmp, "summary.tsv"), "utt\tc\tcos\tratio\tgain\n" + "".join(rows))
     shutil.rmtree(out, ignore_errors=True)
     os.replace(tmp, out)
     gd, gg, dd = pooled
     logging.info(f"{len(keys)} utterances: step along the correction c = {gd / dd:.3f}, cos(step, correction) = "
-                 f"{gd / np.sqrt(gg * dd):.3f}, |step| / |correction| = {np.sqrt(gg / dd):.3f} -> {out}")
+                 f"{gd / np.sqrt(gg * dd):.3f}, |step| / |correction| = {np.sqrt(gg / dd):.3f}, mel gain "
+                 f"{(2 * gd - gg) / dd:.3f} -> {out}")
 
 
 if __name__ == "__main__":

@@ -32,16 +32,19 @@ from ebm.io import open_feats_scp, read_scp, write_atomic
 from ebm.vocoder import FeatureSettings
 
 
+def measures(gd: float, gg: float, dd: float) -> dict:
+    """c, cos, ratio and mel gain from the inner products <g, D>, <g, g>, <D, D> (one utterance's, or pooled)."""
+    return {"c": gd / dd if dd > 0 else 0.0, "cos": gd / np.sqrt(gg * dd) if gg > 0 and dd > 0 else 0.0,
+            "ratio": np.sqrt(gg / dd) if dd > 0 else 0.0, "gain": (2 * gd - gg) / dd if dd > 0 else 0.0,
+            "gd": gd, "gg": gg, "dd": dd}
+
+
 def split_step(h: np.ndarray, y: np.ndarray, w: np.ndarray):
     """``(along, rest, stats)`` of the step ``y - h`` against the correction ``w - h``; all (T, D), same shape."""
     g, d = y - h, w - h
-    dd, gg, gd = float((d * d).sum()), float((g * g).sum()), float((g * d).sum())
-    c = gd / dd if dd > 0 else 0.0
-    along = h + c * d
-    stats = {"c": c, "cos": gd / np.sqrt(gg * dd) if gg > 0 and dd > 0 else 0.0,
-             "ratio": np.sqrt(gg / dd) if dd > 0 else 0.0, "gain": (2 * gd - gg) / dd if dd > 0 else 0.0,
-             "gd": gd, "gg": gg, "dd": dd}
-    return along.astype(np.float32), (y - c * d).astype(np.float32), stats
+    stats = measures(float((g * d).sum()), float((g * g).sum()), float((d * d).sum()))
+    c = stats["c"]
+    return (h + c * d).astype(np.float32), (y - c * d).astype(np.float32), stats
 
 
 def get_parser():
@@ -112,10 +115,9 @@ def main(argv=None):
     write_atomic(os.path.join(tmp, "summary.tsv"), "utt\tc\tcos\tratio\tgain\n" + "".join(rows))
     shutil.rmtree(out, ignore_errors=True)
     os.replace(tmp, out)
-    gd, gg, dd = pooled
-    logging.info(f"{len(keys)} utterances: step along the correction c = {gd / dd:.3f}, cos(step, correction) = "
-                 f"{gd / np.sqrt(gg * dd):.3f}, |step| / |correction| = {np.sqrt(gg / dd):.3f}, mel gain "
-                 f"{(2 * gd - gg) / dd:.3f} -> {out}")
+    st = measures(*pooled)
+    logging.info(f"{len(keys)} utterances: step along the correction c = {st['c']:.3f}, cos(step, correction) = "
+                 f"{st['cos']:.3f}, |step| / |correction| = {st['ratio']:.3f}, mel gain {st['gain']:.3f} -> {out}")
 
 
 if __name__ == "__main__":

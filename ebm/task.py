@@ -35,6 +35,11 @@ class EBMTask(TTSTask):
         super().add_task_arguments(parser)
         # TTSTask's --model_conf describes its own model; ours takes the EBM's options.
         parser.set_defaults(model_conf=get_default_kwargs(ESPnetEBMModel))
+        # Read by the recipe's stage 5 (which builds the training list), not by the trainer; it lives here so that
+        # the EBM's config shows every knob of its training.
+        parser.add_argument("--train_hyps", type=int, default=0,
+                            help="stage 4's free-running samples per training text added as hypotheses "
+                                 "(ebm.bin.expand_hypotheses); 0: the seed-0 decode only")
 
     @classmethod
     def required_data_names(cls, train: bool = True, inference: bool = False) -> Tuple[str, ...]:

@@ -141,6 +141,24 @@ def test_ebm_builds_from_its_config_in_a_fresh_process(ebm_recipe):
     assert name == "EnergyNetwork" and int(count) > 0
 
 
+def test_ebm_trains_on_extra_free_running_hypotheses(recipe):
+    """--ebm_train_hyps 1: stage 4's sample joins the seed-0 decode, one training entry per (text, hypothesis)."""
+    opts = [*TINY, "--ebm_config", str(REPO / "tests/data/train_ebm_tiny.yaml"),
+            "--ebm_streams", "teacher_forced free_running", "--ebm_exp", "exp/ebm_hyps", "--ebm_args", "--max_epoch 1"]
+    proc = run_recipe(recipe, "--stage", "5", "--stop-stage", "5", *opts, "--ebm_train_hyps", "2")
+    assert proc.returncode != 0  # stage 4 decoded one sample only
+    assert "decode_free_running_sample2/tr_no_dev/denorm/feats.scp is missing" in proc.stderr
+    assert "--baseline_num_samples 2" in proc.stderr
+    proc = run_recipe(recipe, "--stage", "5", "--stop-stage", "5", *opts, "--ebm_train_hyps", "1")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    texts = read_ids(recipe / "dump/raw/tr_no_dev/text")
+    listed = [line.split()[0] for line in (recipe / "exp/ebm_hyps/train_hyps/fr_feats.scp").read_text().splitlines()]
+    assert sorted(listed) == sorted(f"{u}-h{k}" for u in texts for k in (0, 1))
+    config = yaml.safe_load((recipe / "exp/ebm_hyps/config.yaml").read_text())
+    assert "exp/ebm_hyps/train_hyps/fr_feats.scp" in str(config["train_data_path_and_name_and_type"])
+    assert "# Ended (code 0)" in (recipe / "exp/ebm_hyps/train.log").read_text()
+
+
 def test_langevin_decoding_stage(ebm_recipe, monkeypatch):
     """Stage 6 sweep: 0 steps gives back the initial hypothesis; 2 steps record three energies per utterance."""
     proc = run_recipe(ebm_recipe, "--stage", "6", "--stop-stage", "6", *TINY, *EBM,

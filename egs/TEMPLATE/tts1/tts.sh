@@ -11,12 +11,15 @@ set -euo pipefail
 espnet_train() {
     local exp=$1 module=$2 part dset
     shift 2
-    local data=""
+    local data="" dir shapes
     for part in train valid; do
         if [ ${part} = train ]; then dset=${train_set}; else dset=${dev_set}; fi
-        data+=" --${part}_data_path_and_name_and_type ${data_feats}/${dset}/text,text,text"
-        data+=" --${part}_data_path_and_name_and_type ${data_feats}/${dset}/wav.scp,speech,sound"
-        data+=" --${part}_shape_file ${stats_dir}/${part}/text_shape --${part}_shape_file ${stats_dir}/${part}/speech_shape"
+        dir=${data_feats}/${dset}; shapes=${stats_dir}/${part}
+        # stage 5 with --ebm_train_hyps trains on an expanded list (one entry per text and hypothesis)
+        if [ ${part} = train ] && [ -n "${train_list_dir:-}" ]; then dir=${train_list_dir}; shapes=${train_list_dir}; fi
+        data+=" --${part}_data_path_and_name_and_type ${dir}/text,text,text"
+        data+=" --${part}_data_path_and_name_and_type ${dir}/wav.scp,speech,sound"
+        data+=" --${part}_shape_file ${shapes}/text_shape --${part}_shape_file ${shapes}/speech_shape"
     done
     # shellcheck disable=SC2086
     ${python} -m espnet2.bin.launch --cmd "${cuda_cmd}" --log "${exp}/train.log" --ngpu "${ngpu}" \
@@ -84,6 +87,8 @@ ebm_config=""         # conf/tuning/train_ebm_*.yaml: network, negative samplers
 ebm_args=""           # extra options for ebm.bin.ebm_train
 ebm_exp=""            # default: ${expdir}/ebm_<config name>
 ebm_streams="teacher_forced free_running"  # stage 4 decodes given to the EBM (as tf_feats, fr_feats)
+ebm_train_hyps=""     # N: also train on stage 4's free-running samples 1..N, one entry per (text, hypothesis)
+                      # (ebm.bin.expand_hypotheses; needs --baseline_num_samples >= N); empty: the config's train_hyps
 
 # Langevin decoding (stage 6)
 ebm_inference_config=""   # conf/decode_ebm.yaml: LangevinSampler options
@@ -117,7 +122,7 @@ Options (--name value; dashes or underscores):
   --token_type char|phn   --cleaner tacotron|none   --g2p none|espeak_ng_english_us_vits
   --train_config FILE   --train_args "..."   --baseline_model_file PTH --baseline_config YAML
   --inference_config FILE   --inference_model ${inference_model}   --baseline_num_samples N
-  --ebm_config FILE   --ebm_args "..."   --ebm_streams "${ebm_streams}"
+  --ebm_config FILE   --ebm_args "..."   --ebm_streams "${ebm_streams}"   --ebm_train_hyps N
   --ebm_inference_config FILE   --ebm_inference_model ${ebm_inference_model}   --ebm_init ${ebm_init}
   --ebm_decode_steps "1 10 100 300"   --ebm_decode_step_sizes "0.01 0.1"   --ebm_decode_sigmas "0 1"
   --ebm_decode_sets "dev"   --ebm_experts "exp/ebm_other:0.3" --ebm_weight 0.7
@@ -334,6 +339,9 @@ fi
 
 if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
     [ -n "${ebm_config}" ] || die "--ebm_config is required for stage 5"
+    [ -f "${ebm_config}" ] || die "--ebm_config ${ebm_config} does not exist"
+    [ -n "${ebm_train_hyps}" ] || ebm_train_hyps=$(${python} -c \
+        'import sys, yaml; print(int((yaml.safe_load(open(sys.argv[1])) or {}).get("train_hyps", 0)))' "${ebm_config}")
     _opts=""
     for part in train valid; do
         if [ ${part} = train ]; then dset=${train_set}; else dset=${dev_set}; fi
@@ -345,9 +353,29 @@ if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
             esac
             _scp=${tts_exp}/decode_${mode}/${dset}/denorm/feats.scp
             [ -f "${_scp}" ] || die "${_scp} is missing: run stage 4 first (or drop ${mode} from --ebm_streams)"
+            # with extra hypotheses, the training streams come from the expanded list made below
+            [ ${part} = train ] && [ "${ebm_train_hyps}" -gt 0 ] && _scp=${ebm_exp}/train_hyps/${_name}.scp
             _opts+=" --${part}_data_path_and_name_and_type ${_scp},${_name},npy"
         done
     done
+    if [ "${ebm_train_hyps}" -gt 0 ]; then  # one training entry per (text, free-running hypothesis)
+        [[ " ${ebm_streams} " == *" free_running "* ]] \
+            || die "train_hyps ${ebm_train_hyps} adds free-running hypotheses: put free_running in --ebm_streams"
+        _dec=${tts_exp}/decode_free_running
+        _hyps="--hyp_scp ${_dec}/${train_set}/denorm/feats.scp"
+        for n in $(seq "${ebm_train_hyps}"); do
+            _s=${_dec}_sample${n}/${train_set}/denorm/feats.scp
+            [ -f "${_s}" ] || die "${_s} is missing: run stage 4 with --baseline_num_samples ${ebm_train_hyps} (or more)"
+            _hyps+=" --hyp_scp ${_s}"
+        done
+        [[ " ${ebm_streams} " != *" teacher_forced "* ]] \
+            || _hyps+=" --tf_scp ${tts_exp}/decode_teacher_forced/${train_set}/denorm/feats.scp"
+        train_list_dir=${ebm_exp}/train_hyps
+        log "Stage 5: ${train_set} with ${ebm_train_hyps} extra free-running hypotheses per text -> ${train_list_dir}"
+        # shellcheck disable=SC2086
+        ${python} -m ebm.bin.expand_hypotheses --data_dir "${data_feats}/${train_set}" \
+            --shape_dir "${stats_dir}/train" ${_hyps} --output_dir "${train_list_dir}"
+    fi
     log "Stage 5: training the EBM (${ebm_config}; streams: ${ebm_streams}) -> ${ebm_exp} (log: ${ebm_exp}/train.log)"
     # shellcheck disable=SC2086
     espnet_train "${ebm_exp}" ebm.bin.ebm_train ${_opts} --config "${ebm_config}" ${ebm_args}

@@ -9,10 +9,9 @@ energy how the correction depends on the hypothesis rather than on the text alon
 
 Writes ``text``, ``wav.scp``, ``text_shape``, ``speech_shape`` and ``fr_feats.scp`` to the output dir (and
 ``tf_feats.scp`` with ``--tf_scp``: the teacher-forced decode has the reference's timing, so every entry of a text
-gets the same one). Entries
-are ordered hypothesis by hypothesis, longest reference first within each, so that ESPnet's
-``batch_type: unsorted`` makes batches of different texts of similar length (``sorted`` would batch the copies of
-one text together, since they share a reference length).
+gets the same one). Entries are ordered hypothesis by hypothesis, longest reference first within each, so that
+ESPnet's ``batch_type: unsorted`` makes batches of different texts of similar length (``sorted`` would batch the
+copies of one text together, since they share a reference length).
 """
 
 import argparse
@@ -35,30 +34,26 @@ def get_parser():
     return p
 
 
+def _read_covering(path, utts, what, fix):
+    """``path`` as a dict, which must have a ``what`` for every utterance of ``utts``; ``fix`` ends the error."""
+    table = dict(read_scp(path))
+    missing = [u for u in utts if u not in table]
+    if missing:
+        raise EbmError(f"{path} has no {what} for {len(missing)} utterances (e.g. {missing[0]}); {fix}")
+    return table
+
+
 def expand(data_dir, shape_dir, hyp_scps, tf_scp=None):
     """{file name: lines} of the expanded list."""
-    tables = {}
+    speech_shape = dict(read_scp(f"{shape_dir}/speech_shape"))
+    utts = list(speech_shape)
     sources = [("text", f"{data_dir}/text"), ("wav.scp", f"{data_dir}/wav.scp"),
-               ("text_shape", f"{shape_dir}/text_shape"), ("speech_shape", f"{shape_dir}/speech_shape")]
-    if tf_scp:
-        sources.append(("tf_feats.scp", tf_scp))
-    for name, path in sources:
-        tables[name] = dict(read_scp(path))
-    utts = list(tables["speech_shape"])
-    for name, table in tables.items():
-        missing = [u for u in utts if u not in table]
-        if missing:
-            raise EbmError(f"{len(missing)} utterances of {shape_dir}/speech_shape are not in {name} "
-                           f"(e.g. {missing[0]}); rerun stages 1-4 for this set")
-    hyps = []
-    for path in hyp_scps:
-        table = dict(read_scp(path))
-        missing = [u for u in utts if u not in table]
-        if missing:
-            raise EbmError(f"{path} has no hypothesis for {len(missing)} utterances (e.g. {missing[0]}); rerun "
-                           "stage 4 for the training set with --baseline_num_samples as large as the samples used")
-        hyps.append(table)
-    utts.sort(key=lambda u: -int(tables["speech_shape"][u].split(",")[0]))
+               ("text_shape", f"{shape_dir}/text_shape")] + ([("tf_feats.scp", tf_scp)] if tf_scp else [])
+    tables = {name: _read_covering(path, utts, "line", "rerun stages 1-4 for this set") for name, path in sources}
+    tables["speech_shape"] = speech_shape
+    fix = "rerun stage 4 for the training set with --baseline_num_samples as large as the samples used"
+    hyps = [_read_covering(path, utts, "hypothesis", fix) for path in hyp_scps]
+    utts.sort(key=lambda u: -int(speech_shape[u].split(",")[0]))
     out = {name: [] for name in [*tables, "fr_feats.scp"]}
     for k, table in enumerate(hyps):
         for u in utts:

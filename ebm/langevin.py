@@ -18,6 +18,10 @@ Design choices, and why:
   (NaN * 0 is NaN); they stay exactly zero.
 * ``update_clip`` bounds the whole per-frame change (drift + noise): that is what keeps a chain from jumping,
   whereas ``grad_clip`` only tames the drift.
+* ``drift_smooth_bins`` averages the drift over neighbouring mel bins. A correction learnt by regression is an
+  average over plausible references, so it flattens the hypothesis' harmonics (frames lose their voicing);
+  smoothed along frequency it still moves the spectral envelope, which is what MCD measures, and leaves the
+  hypothesis' fine structure, which carries pitch and voicing, alone.
 """
 
 import contextlib
@@ -68,6 +72,17 @@ def _eval_mode(net):
             m.training = training
 
 
+def _smooth_bins(x: torch.Tensor, width: int) -> torch.Tensor:
+    """Moving average of width ``width`` (odd) along the last axis; edge bins average the neighbours they have."""
+    if width <= 1:
+        return x
+    B, T, D = x.shape
+    kernel = torch.ones(1, 1, width, dtype=x.dtype, device=x.device)
+    total = nn.functional.conv1d(x.reshape(B * T, 1, D), kernel, padding=width // 2).reshape(B, T, D)
+    count = nn.functional.conv1d(torch.ones(1, 1, D, dtype=x.dtype, device=x.device), kernel, padding=width // 2)
+    return total / count.reshape(1, 1, D)
+
+
 def _clip_frame_norm(x: torch.Tensor, max_norm: float) -> torch.Tensor:
     norm = x.norm(dim=-1, keepdim=True)
     return x * (max_norm / norm.clamp_min(_EPS)).clamp(max=1.0)
@@ -85,6 +100,8 @@ class LangevinSampler:
             RMS lambda in the normalised feature space whatever the energy's scale.
         grad_clip: clip each frame's gradient L2 norm to this (before normalisation).
         update_clip: clip each frame's total update (drift + noise) L2 norm to this.
+        drift_smooth_bins: average the drift over this many neighbouring mel bins (odd; 1 leaves it as is), so
+            a step corrects the spectral envelope but not the harmonic fine structure.
         max_abs: a valid mel cell outside [-max_abs, max_abs] after a step counts as diverged ("out_of_range").
         divergence_factor: an energy above E0 + factor * |E0| + 1 (E0 the initial energy) counts as diverged
             ("diverged_energy").
@@ -101,6 +118,7 @@ class LangevinSampler:
         normalize_grad: bool = False,
         grad_clip: Optional[float] = None,
         update_clip: Optional[float] = None,
+        drift_smooth_bins: int = 1,
         max_abs: Optional[float] = None,
         divergence_factor: Optional[float] = None,
         seed: Optional[int] = None,
@@ -114,6 +132,8 @@ class LangevinSampler:
         for name, v in (("grad_clip", grad_clip), ("update_clip", update_clip), ("max_abs", max_abs)):
             if v is not None and not v > 0:
                 raise ValueError(f"{name} must be > 0 or None, got {v}")
+        if int(drift_smooth_bins) < 1 or int(drift_smooth_bins) % 2 == 0:
+            raise ValueError(f"drift_smooth_bins must be an odd number >= 1, got {drift_smooth_bins}")
         if divergence_factor is not None and divergence_factor < 0:
             raise ValueError(f"divergence_factor must be >= 0 or None, got {divergence_factor}")
         self.steps = int(steps)
@@ -123,6 +143,7 @@ class LangevinSampler:
         self.normalize_grad = bool(normalize_grad)
         self.grad_clip = grad_clip
         self.update_clip = update_clip
+        self.drift_smooth_bins = int(drift_smooth_bins)
         self.max_abs = max_abs
         self.divergence_factor = divergence_factor
         self.seed = seed
@@ -132,9 +153,7 @@ class LangevinSampler:
         return (2.0 * self.step_size) ** 0.5 * self.sigma * self.temperature
 
     def __repr__(self) -> str:
-        keys = ("steps", "step_size", "sigma", "temperature", "normalize_grad", "grad_clip", "update_clip",
-                "max_abs", "divergence_factor", "seed")
-        return f"LangevinSampler({', '.join(f'{k}={getattr(self, k)!r}' for k in keys)})"
+        return f"LangevinSampler({', '.join(f'{k}={getattr(self, k)!r}' for k in CONFIG_KEYS)})"
 
     def record_steps(self, record_every: int = 1) -> List[int]:
         """Steps whose energies are recorded: 0, r, 2r, ... and always the last step."""
@@ -218,7 +237,7 @@ class LangevinSampler:
                 if not bool(active.any()):
                     energies[:, col:] = energy[:, None]
                     break
-                g = grad
+                g = _smooth_bins(grad, self.drift_smooth_bins)
                 if self.grad_clip is not None:
                     g = _clip_frame_norm(g, self.grad_clip)
                 if self.normalize_grad:
@@ -263,7 +282,7 @@ class LangevinSampler:
 
 
 CONFIG_KEYS = ("steps", "step_size", "sigma", "temperature", "normalize_grad", "grad_clip", "update_clip",
-                "max_abs", "divergence_factor", "seed")
+               "drift_smooth_bins", "max_abs", "divergence_factor", "seed")
 
 
 def langevin_from_config(conf: Optional[dict] = None) -> LangevinSampler:

@@ -8,9 +8,9 @@
 #            verdict's rule applied to dev
 #   stage 3: decode eval at each EBM's chosen setting only, and score it (stages 6 and 7): RESULTS.md's verdict
 # The grid file has one line per grid: train config, decode config, then comma-separated steps, lambdas, sigmas
-# (an EBM may have several lines). An optional sixth field decodes a product of experts instead of the EBM alone:
-# OWN_WEIGHT+EXPERT_TRAIN_CONFIG:WEIGHT[+...], e.g. 0.7+conf/tuning/train_ebm_score_tffr.yaml:0.3; each expert
-# must be trained by an earlier line.
+# (an EBM may have several lines). Optional further fields: smooth=LIST sweeps the drift smoothing over mel bins
+# (e.g. smooth=1,9); OWN_WEIGHT+EXPERT_TRAIN_CONFIG:WEIGHT[+...] decodes a product of experts instead of the EBM
+# alone, e.g. 0.7+conf/tuning/train_ebm_score_tffr.yaml:0.3; each expert must be trained by an earlier line.
 # Every other option goes to run.sh unchanged (e.g. --vocoder_file, --nj).
 set -euo pipefail
 
@@ -55,12 +55,27 @@ poe_opts() {
     echo "${field%%+*}|${experts# }|${names}"
 }
 
-# The grid without comments: "train_config decode_config steps lambdas sigmas [experts]" per line.
+# A grid line -> train decode steps lambdas sigmas poe smooth (the optional fields empty when absent).
+parse_line() {
+    local field fields
+    read -r train decode steps lambdas sigmas fields <<< "$1"
+    poe=""; smooth=""
+    [ -n "${sigmas}" ] || die "${grid}: expected at least 5 fields, got: $1"
+    for field in ${fields}; do
+        case "${field}" in
+            smooth=*) smooth=${field#smooth=} ;;
+            *) [ -z "${poe}" ] || die "${grid}: one product of experts per line, got: $1"; poe=${field} ;;
+        esac
+    done
+}
+
+# The grid without comments: "train_config decode_config steps lambdas sigmas [smooth=LIST] [experts]" per line.
 mapfile -t lines < <(grep -v '^[[:space:]]*\(#\|$\)' "${grid}")
 [ ${#lines[@]} -gt 0 ] || die "${grid} has no grid lines"
 for line in "${lines[@]}"; do
-    read -r train decode steps lambdas sigmas poe extra <<< "${line}"
-    [ -n "${sigmas}" ] && [ -z "${extra:-}" ] || die "${grid}: expected 5 or 6 fields, got: ${line}"
+    parse_line "${line}"
+    [ -z "${smooth}" ] || [[ "${smooth}" =~ ^[0-9]+(,[0-9]+)*$ ]] \
+        || die "${grid}: smooth= takes comma-separated odd bin counts, got: ${smooth}"
     [ -f "${train}" ] || die "${grid}: ${train} does not exist"
     [ -f "${decode}" ] || die "${grid}: ${decode} does not exist"
     if [ -n "${poe}" ]; then
@@ -74,16 +89,17 @@ done
 
 if [ "${stage}" -le 1 ] && [ "${stop_stage}" -ge 1 ]; then
     for line in "${lines[@]}"; do
-        read -r train decode steps lambdas sigmas poe <<< "${line}"
+        parse_line "${line}"
         _poe=()
         if [ -n "${poe}" ]; then
             IFS='|' read -r weight experts _ <<< "$(poe_opts "${train}" "${poe}")"
             _poe=(--ebm_weight "${weight}" --ebm_experts "${experts}")
         fi
-        log "Search stage 1: ${train}${poe:+ with experts ${poe}} (decode ${decode}; steps ${steps}; lambda ${lambdas}; sigma ${sigmas}) on ${dev_set}"
+        log "Search stage 1: ${train}${poe:+ with experts ${poe}} (decode ${decode}; steps ${steps}; lambda ${lambdas}; sigma ${sigmas}${smooth:+; smooth ${smooth}}) on ${dev_set}"
         ./run.sh --stage 5 --stop_stage 6 --ebm_config "${train}" --ebm_inference_config "${decode}" \
             --ebm_decode_steps "${steps//,/ }" --ebm_decode_step_sizes "${lambdas//,/ }" \
-            --ebm_decode_sigmas "${sigmas//,/ }" --ebm_decode_sets "${dev_set}" "${_poe[@]}" "${run_opts[@]}"
+            --ebm_decode_sigmas "${sigmas//,/ }" --ebm_decode_smooth_bins "${smooth//,/ }" \
+            --ebm_decode_sets "${dev_set}" "${_poe[@]}" "${run_opts[@]}"
     done
 fi
 
@@ -97,7 +113,7 @@ if [ "${stage}" -le 3 ] && [ "${stop_stage}" -ge 3 ]; then
     [ -f "${json}" ] || die "${json} is missing: run search stage 2"
     done_exps=" "
     for line in "${lines[@]}"; do
-        read -r train decode _ _ _ poe <<< "${line}"
+        parse_line "${line}"
         exp=ebm_$(basename "${train}" .yaml)
         [ -z "${poe}" ] || IFS='|' read -r _ experts exp <<< "$(poe_opts "${train}" "${poe}")"
         [[ "${done_exps}" != *" ${exp} "* ]] || continue  # several grid lines, one EBM: one choice
@@ -113,7 +129,7 @@ print(rows[0]["decode"] if rows else "")' "${json}" "${exp}")
             continue
         fi
         _opts=()  # a knob missing from the name came from the decode config: "" overrides run.sh's sweep with it
-        for knob in steps:steps lambda:step_sizes sigma:sigmas; do
+        for knob in steps:steps lambda:step_sizes sigma:sigmas smooth:smooth_bins; do
             value=""
             [[ ! "${chosen}" =~ _${knob%%:*}([^_]+) ]] || value=${BASH_REMATCH[1]}
             _opts+=(--ebm_decode_${knob#*:} "${value}")

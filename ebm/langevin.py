@@ -18,10 +18,10 @@ Design choices, and why:
   (NaN * 0 is NaN); they stay exactly zero.
 * ``update_clip`` bounds the whole per-frame change (drift + noise): that is what keeps a chain from jumping,
   whereas ``grad_clip`` only tames the drift.
-* ``drift_smooth_bins`` averages the drift over neighbouring mel bins. A correction learnt by regression is an
-  average over plausible references, so it flattens the hypothesis' harmonics (frames lose their voicing);
-  smoothed along frequency it still moves the spectral envelope, which is what MCD measures, and leaves the
-  hypothesis' fine structure, which carries pitch and voicing, alone.
+* ``drift_min_bin`` leaves the mel bins below it as the hypothesis has them. A correction learnt by regression
+  is an average over plausible references; in the low bins, where the harmonics are resolved, that average
+  flattens them and frames lose their voicing, while above them it moves the envelope that MCD measures
+  (mini_espeak: README, "Results so far").
 """
 
 import contextlib
@@ -72,17 +72,6 @@ def _eval_mode(net):
             m.training = training
 
 
-def _smooth_bins(x: torch.Tensor, width: int) -> torch.Tensor:
-    """Moving average of width ``width`` (odd) along the last axis; edge bins average the neighbours they have."""
-    if width <= 1:
-        return x
-    B, T, D = x.shape
-    kernel = torch.ones(1, 1, width, dtype=x.dtype, device=x.device)
-    total = nn.functional.conv1d(x.reshape(B * T, 1, D), kernel, padding=width // 2).reshape(B, T, D)
-    count = nn.functional.conv1d(torch.ones(1, 1, D, dtype=x.dtype, device=x.device), kernel, padding=width // 2)
-    return total / count.reshape(1, 1, D)
-
-
 def _clip_frame_norm(x: torch.Tensor, max_norm: float) -> torch.Tensor:
     norm = x.norm(dim=-1, keepdim=True)
     return x * (max_norm / norm.clamp_min(_EPS)).clamp(max=1.0)
@@ -100,8 +89,7 @@ class LangevinSampler:
             RMS lambda in the normalised feature space whatever the energy's scale.
         grad_clip: clip each frame's gradient L2 norm to this (before normalisation).
         update_clip: clip each frame's total update (drift + noise) L2 norm to this.
-        drift_smooth_bins: average the drift over this many neighbouring mel bins (odd; 1 leaves it as is), so
-            a step corrects the spectral envelope but not the harmonic fine structure.
+        drift_min_bin: no drift on mel bins below this one (0: every bin moves); the noise still reaches them.
         max_abs: a valid mel cell outside [-max_abs, max_abs] after a step counts as diverged ("out_of_range").
         divergence_factor: an energy above E0 + factor * |E0| + 1 (E0 the initial energy) counts as diverged
             ("diverged_energy").
@@ -118,7 +106,7 @@ class LangevinSampler:
         normalize_grad: bool = False,
         grad_clip: Optional[float] = None,
         update_clip: Optional[float] = None,
-        drift_smooth_bins: int = 1,
+        drift_min_bin: int = 0,
         max_abs: Optional[float] = None,
         divergence_factor: Optional[float] = None,
         seed: Optional[int] = None,
@@ -132,8 +120,8 @@ class LangevinSampler:
         for name, v in (("grad_clip", grad_clip), ("update_clip", update_clip), ("max_abs", max_abs)):
             if v is not None and not v > 0:
                 raise ValueError(f"{name} must be > 0 or None, got {v}")
-        if int(drift_smooth_bins) < 1 or int(drift_smooth_bins) % 2 == 0:
-            raise ValueError(f"drift_smooth_bins must be an odd number >= 1, got {drift_smooth_bins}")
+        if int(drift_min_bin) < 0:
+            raise ValueError(f"drift_min_bin must be >= 0, got {drift_min_bin}")
         if divergence_factor is not None and divergence_factor < 0:
             raise ValueError(f"divergence_factor must be >= 0 or None, got {divergence_factor}")
         self.steps = int(steps)
@@ -143,7 +131,7 @@ class LangevinSampler:
         self.normalize_grad = bool(normalize_grad)
         self.grad_clip = grad_clip
         self.update_clip = update_clip
-        self.drift_smooth_bins = int(drift_smooth_bins)
+        self.drift_min_bin = int(drift_min_bin)
         self.max_abs = max_abs
         self.divergence_factor = divergence_factor
         self.seed = seed
@@ -237,7 +225,9 @@ class LangevinSampler:
                 if not bool(active.any()):
                     energies[:, col:] = energy[:, None]
                     break
-                g = _smooth_bins(grad, self.drift_smooth_bins)
+                g = grad
+                if self.drift_min_bin > 0:
+                    g = torch.cat([torch.zeros_like(g[..., :self.drift_min_bin]), g[..., self.drift_min_bin:]], -1)
                 if self.grad_clip is not None:
                     g = _clip_frame_norm(g, self.grad_clip)
                 if self.normalize_grad:
@@ -282,7 +272,7 @@ class LangevinSampler:
 
 
 CONFIG_KEYS = ("steps", "step_size", "sigma", "temperature", "normalize_grad", "grad_clip", "update_clip",
-               "drift_smooth_bins", "max_abs", "divergence_factor", "seed")
+               "drift_min_bin", "max_abs", "divergence_factor", "seed")
 
 
 def langevin_from_config(conf: Optional[dict] = None) -> LangevinSampler:

@@ -115,29 +115,20 @@ def test_grad_and_update_clip_bound_frame_norms():
         assert norms.max() >= 0.2 - 1e-3  # the clip is actually binding
 
 
-def test_drift_smooth_bins_keeps_the_envelope_and_drops_fine_structure():
-    """A drift that is a slope across bins plus a +-1 ripple from bin to bin: a 3-bin average keeps the slope
-    (edge bins average the neighbours they have) and cuts the ripple to a third in inner bins."""
-    Dn = 8
-    slope = torch.linspace(-1.0, 1.0, Dn)
-    ripple = torch.tensor([1.0, -1.0] * (Dn // 2))
-
-    class Fixed:
-        def energy_and_grad(self, text, text_lengths, feats, feats_lengths, create_graph=False):
-            return feats.sum((1, 2)) * 0, (slope + ripple).expand_as(feats).clone()
-
-    text, tl = torch.tensor([[1, 2]]), torch.tensor([2])
-    init, lengths = torch.zeros(1, 3, Dn), torch.tensor([3])
-    res = LangevinSampler(steps=1, step_size=1.0, sigma=0.0, drift_smooth_bins=3).run(Fixed(), text, tl, init,
-                                                                                     lengths)
-    step = -res.feats[0, 0]
-    torch.testing.assert_close(step[1:-1], slope[1:-1] - ripple[1:-1] / 3)  # (r - 2r) / 3 at each inner bin
-    torch.testing.assert_close(step[0], (slope[0] + slope[1] + ripple[0] + ripple[1]) / 2)
-    plain = LangevinSampler(steps=1, step_size=1.0, sigma=0.0).run(Fixed(), text, tl, init, lengths)
-    torch.testing.assert_close(-plain.feats[0, 0], slope + ripple)
-    with pytest.raises(ValueError, match="odd"):
-        LangevinSampler(drift_smooth_bins=4)
-    assert langevin_from_config({"drift_smooth_bins": 5}).drift_smooth_bins == 5
+def test_drift_min_bin_keeps_the_low_bins_of_the_hypothesis():
+    """Below drift_min_bin the hypothesis stays as it is; from it on the step is the plain one; noise is not masked."""
+    q = Quadratic()
+    text, tl, init, lengths = _batch()
+    plain = LangevinSampler(steps=3, step_size=0.1, sigma=0.0).run(q, text, tl, init, lengths)
+    res = LangevinSampler(steps=3, step_size=0.1, sigma=0.0, drift_min_bin=2).run(q, text, tl, init, lengths)
+    torch.testing.assert_close(res.feats[..., :2], init[..., :2])
+    torch.testing.assert_close(res.feats[..., 2:], plain.feats[..., 2:])  # the quadratic's bins are independent
+    assert not torch.equal(res.feats[..., 2:], init[..., 2:])
+    noisy = LangevinSampler(steps=1, step_size=0.1, seed=0, drift_min_bin=D).run(q, text, tl, init, lengths)
+    assert not torch.equal(noisy.feats[0, :5], init[0, :5])
+    with pytest.raises(ValueError, match="drift_min_bin"):
+        LangevinSampler(drift_min_bin=-1)
+    assert langevin_from_config({"drift_min_bin": 40}).drift_min_bin == 40
 
 
 def test_padded_frames_zero_even_with_garbage_padding():

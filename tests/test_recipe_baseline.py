@@ -310,7 +310,7 @@ def test_synthesis_from_text(results_recipe, tmp_path):
 
 def test_search_chooses_on_dev_then_decodes_eval_once(results_recipe):
     """search.sh: every grid setting decoded and scored on dev only; eval decoded at the dev choice alone. A
-    smooth= field sweeps the drift smoothing, named in the decode dir and logged."""
+    minbin= field sweeps the first mel bin the drift moves, named in the decode dir and logged."""
     import json
 
     for old in (results_recipe / EBM_EXP).glob("decode_langevin*"):  # the stage 6-7 tests' decodes
@@ -320,7 +320,7 @@ def test_search_chooses_on_dev_then_decodes_eval_once(results_recipe):
     grid.write_text("# tiny grid, and the EBM composed with itself (a product of experts, sixth field)\n"
                     f"{tiny} {REPO}/egs/mini_espeak/tts1/conf/decode_ebm.yaml 1,2 0.01,0.05 0\n"
                     f"{tiny} {REPO}/egs/mini_espeak/tts1/conf/decode_ebm.yaml 2 0.05 0 0.5+{tiny}:0.5\n"
-                    f"{tiny} {REPO}/egs/mini_espeak/tts1/conf/decode_ebm.yaml 1 0.05 0 smooth=3\n")
+                    f"{tiny} {REPO}/egs/mini_espeak/tts1/conf/decode_ebm.yaml 1 0.05 0 minbin=3\n")
     proc = subprocess.run(["./search.sh", "--grid", str(grid), *TINY, "--ebm_streams", "teacher_forced",
                            "--ebm_args", "--max_epoch 2", "--griffin_lim_iters", "4"],
                           cwd=results_recipe, capture_output=True, text=True)
@@ -328,24 +328,24 @@ def test_search_chooses_on_dev_then_decodes_eval_once(results_recipe):
     dirs = sorted(p.name for p in (results_recipe / EBM_EXP).glob("decode_langevin*"))
     assert dirs == sorted([f"decode_langevin_steps{s}_lambda{l}_sigma0_from_free_running"
                            for s in (1, 2) for l in ("0.01", "0.05")]
-                          + ["decode_langevin_steps1_lambda0.05_sigma0_smooth3_from_free_running"])
+                          + ["decode_langevin_steps1_lambda0.05_sigma0_minbin3_from_free_running"])
     with_eval = [d for d in dirs if (results_recipe / EBM_EXP / d / "eval1").is_dir()]
     assert len(with_eval) == 1 and all((results_recipe / EBM_EXP / d / "dev").is_dir() for d in dirs)
     log = (results_recipe / "RESULTS_search.tsv").read_text().splitlines()
     head = log[0].split("\t")
     assert "dev_mcd" in head and not any(h.startswith("eval") for h in head) and len(log) == 1 + 5 + 1
     rows = [dict(zip(head, line.split("\t"))) for line in log[1:] if not line.startswith("ebm_poe_")]
-    assert sorted(r["smooth"] for r in rows) == ["1"] * 4 + ["3"]
+    assert sorted(r["min_bin"] for r in rows) == ["0"] * 4 + ["3"]
     chosen = [r for r in rows if r["chosen_on_dev"] == "True"]
     assert len(chosen) == 1
     if any(r["passes_on_dev"] == "True" for r in rows):
         assert chosen[0]["passes_on_dev"] == "True" and float(chosen[0]["dev_mcd"]) == min(
             float(r["dev_mcd"]) for r in rows if r["passes_on_dev"] == "True")
     assert chosen[0]["criteria"].startswith("binary_nce") and chosen[0]["pooling"] in ("attention", "mean", "sum")
-    steps, lam, smooth = re.match(r"decode_langevin_steps(\d+)_lambda([\d.]+)_sigma0_(?:smooth(\d+)_)?from",
-                                  with_eval[0]).groups()
-    assert (int(steps), float(lam), int(smooth or 1)) == (int(chosen[0]["steps"]), float(chosen[0]["lambda"]),
-                                                          int(chosen[0]["smooth"]))
+    steps, lam, min_bin = re.match(r"decode_langevin_steps(\d+)_lambda([\d.]+)_sigma0_(?:minbin(\d+)_)?from",
+                                   with_eval[0]).groups()
+    assert (int(steps), float(lam), int(min_bin or 0)) == (int(chosen[0]["steps"]), float(chosen[0]["lambda"]),
+                                                           int(chosen[0]["min_bin"]))
     records = json.loads((results_recipe / "RESULTS.json").read_text())
     ebm = [r for r in records if r["system"] == "ebm"]
     assert len(ebm) == 5 + 1 and sum(r["eval"] is not None for r in ebm) == 1 + 1

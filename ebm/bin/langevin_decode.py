@@ -37,7 +37,7 @@ def get_parser():
     p.add_argument("--steps", type=int, default=None, help="overrides the config's steps (sweeps)")
     p.add_argument("--step_size", type=float, default=None, help="overrides the config's step_size")
     p.add_argument("--sigma", type=float, default=None, help="overrides the config's sigma")
-    p.add_argument("--drift_smooth_bins", type=int, default=None, help="overrides the config's drift_smooth_bins")
+    p.add_argument("--drift_min_bin", type=int, default=None, help="overrides the config's drift_min_bin")
     p.add_argument("--init_name", default=None, help="what the initial hypotheses are (settings.yaml)")
     p.add_argument("--ngpu", type=int, default=0)
     p.add_argument("--weight", type=float, default=1.0, help="this EBM's weight in a product of experts")
@@ -115,7 +115,7 @@ def main(argv=None):
             conf = yaml.safe_load(f) or {}
     batch_size = int(conf.pop("batch_size", 8))
     record_every = int(conf.pop("record_every", 1))
-    for key in ("steps", "step_size", "sigma", "drift_smooth_bins"):
+    for key in ("steps", "step_size", "sigma", "drift_min_bin"):
         if getattr(args, key) is not None:
             conf[key] = getattr(args, key)
     sampler = langevin_from_config(conf)

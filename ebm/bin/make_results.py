@@ -122,7 +122,7 @@ def ebm_record(ddir, args, baseline):
                         criterion=st.get("criterion"), init=st.get("init"), steps=st["sampler"]["steps"],
                         step_size=st["sampler"]["step_size"], sigma=st["sampler"]["sigma"],
                         normalize_grad=st["sampler"].get("normalize_grad"),
-                        smooth=st["sampler"].get("drift_smooth_bins", 1), params=st.get("params"),
+                        min_bin=st["sampler"].get("drift_min_bin", 0), params=st.get("params"),
                         weights="/".join(f"{e['weight']:g}" for e in st["experts"]) if st.get("experts") else None)
     for part in ("dev", "eval"):  # refinement cost on its own, and the whole system's (Tacotron 2 + Langevin)
         if rec[part] is None:
@@ -191,13 +191,13 @@ def write_search_log(records, best_by_exp, base, path):
     """One row per EBM setting tried, dev numbers only (eval never takes part in the choice)."""
     knobs = {exp: training_knobs(exp) for exp in {r["exp"] for r in records}}
     cols = ["exp", "criteria", "negatives", "pooling", "spectral_norm", "lr", "max_epoch", "init", "steps", "lambda",
-            "sigma", "normalize_grad", "smooth", "dev_mcd", "dev_log_f0_rmse", "dev_vde", "dev_gpe", "dev_ffe",
+            "sigma", "normalize_grad", "min_bin", "dev_mcd", "dev_log_f0_rmse", "dev_vde", "dev_gpe", "dev_ffe",
             "dev_rtf", "passes_on_dev", "chosen_on_dev"]
     lines = ["\t".join(cols)]
     for r in sorted(records, key=lambda r: (r["exp"], r["dev"]["mcd"])):
         k = knobs[r["exp"]] or {"criteria": r.get("criterion") or "-"}  # a product of experts has no config.yaml
         vals = [os.path.basename(r["exp"])] + [k.get(c, "-") for c in cols[1:7]] + [
-            r.get("init"), r["steps"], r["step_size"], r["sigma"], r.get("normalize_grad"), r.get("smooth")] + [
+            r.get("init"), r["steps"], r["step_size"], r["sigma"], r.get("normalize_grad"), r.get("min_bin")] + [
             fmt(r["dev"].get(m), 4) for m in ("mcd", "log_f0_rmse", "vde", "gpe", "ffe", "rtf")] + [
             passes_on_dev(r, base), best_by_exp[r["exp"]] is r]
         lines.append("\t".join(str(v) for v in vals))
@@ -305,11 +305,11 @@ def plots(records, base, gt, best_by_exp, args):
     groups = {}
     for r in records:
         name = os.path.basename(r["exp"]) + (f" w={r['weights']}" if r.get("weights") else "")
-        groups.setdefault((name, r["step_size"], r["sigma"], r.get("smooth") or 1), []).append(r)
-    for n, ((exp, lam, sig, smooth), rs) in enumerate(sorted(groups.items(), key=lambda kv: str(kv[0]))):
+        groups.setdefault((name, r["step_size"], r["sigma"], r.get("min_bin") or 0), []).append(r)
+    for n, ((exp, lam, sig, min_bin), rs) in enumerate(sorted(groups.items(), key=lambda kv: str(kv[0]))):
         rs = sorted(rs, key=lambda r: r["steps"])
         xs = [max(r["steps"], 0.5) for r in rs]
-        label = f"{exp} lambda={lam} sigma={sig}" + (f" smooth={smooth}" if smooth != 1 else "")
+        label = f"{exp} lambda={lam} sigma={sig}" + (f" min_bin={min_bin}" if min_bin else "")
         color = f"C{n % 10}"  # one colour per setting in every panel
         axes[0].plot(xs, [r["dev"]["mcd"] for r in rs], "o--", color=color, alpha=0.5, label=f"{label} (dev)")
         ev = [(x, r["eval"]) for x, r in zip(xs, rs) if r["eval"] is not None]  # dev-only search settings: no eval
@@ -457,7 +457,7 @@ def main(argv=None):
     write_atomic(args.output_md, "".join(md))
 
     def js(r):
-        out = {k: r.get(k) for k in ("system", "criterion", "init", "steps", "step_size", "sigma", "smooth", "params",
+        out = {k: r.get(k) for k in ("system", "criterion", "init", "steps", "step_size", "sigma", "min_bin", "params",
                                      "scale")}
         out["lambda"] = out.pop("step_size")
         ebm = r.get("exp") and r["system"] == "ebm"

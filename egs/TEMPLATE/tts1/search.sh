@@ -8,8 +8,8 @@
 #            verdict's rule applied to dev
 #   stage 3: decode eval at each EBM's chosen setting only, and score it (stages 6 and 7): RESULTS.md's verdict
 # The grid file has one line per grid: train config, decode config, then comma-separated steps, lambdas, sigmas
-# (an EBM may have several lines). Optional further fields: smooth=LIST sweeps the drift smoothing over mel bins
-# (e.g. smooth=1,9); OWN_WEIGHT+EXPERT_TRAIN_CONFIG:WEIGHT[+...] decodes a product of experts instead of the EBM
+# (an EBM may have several lines). Optional further fields: minbin=LIST sweeps the first mel bin the drift moves
+# (e.g. minbin=0,40); OWN_WEIGHT+EXPERT_TRAIN_CONFIG:WEIGHT[+...] decodes a product of experts instead of the EBM
 # alone, e.g. 0.7+conf/tuning/train_ebm_score_tffr.yaml:0.3; each expert must be trained by an earlier line.
 # Every other option goes to run.sh unchanged (e.g. --vocoder_file, --nj).
 set -euo pipefail
@@ -55,27 +55,27 @@ poe_opts() {
     echo "${field%%+*}|${experts# }|${names}"
 }
 
-# A grid line -> train decode steps lambdas sigmas poe smooth (the optional fields empty when absent).
+# A grid line -> train decode steps lambdas sigmas poe minbin (the optional fields empty when absent).
 parse_line() {
     local field fields
     read -r train decode steps lambdas sigmas fields <<< "$1"
-    poe=""; smooth=""
+    poe=""; minbin=""
     [ -n "${sigmas}" ] || die "${grid}: expected at least 5 fields, got: $1"
     for field in ${fields}; do
         case "${field}" in
-            smooth=*) smooth=${field#smooth=} ;;
+            minbin=*) minbin=${field#minbin=} ;;
             *) [ -z "${poe}" ] || die "${grid}: one product of experts per line, got: $1"; poe=${field} ;;
         esac
     done
 }
 
-# The grid without comments: "train_config decode_config steps lambdas sigmas [smooth=LIST] [experts]" per line.
+# The grid without comments: "train_config decode_config steps lambdas sigmas [minbin=LIST] [experts]" per line.
 mapfile -t lines < <(grep -v '^[[:space:]]*\(#\|$\)' "${grid}")
 [ ${#lines[@]} -gt 0 ] || die "${grid} has no grid lines"
 for line in "${lines[@]}"; do
     parse_line "${line}"
-    [ -z "${smooth}" ] || [[ "${smooth}" =~ ^[0-9]+(,[0-9]+)*$ ]] \
-        || die "${grid}: smooth= takes comma-separated odd bin counts, got: ${smooth}"
+    [ -z "${minbin}" ] || [[ "${minbin}" =~ ^[0-9]+(,[0-9]+)*$ ]] \
+        || die "${grid}: minbin= takes comma-separated mel bin indices, got: ${minbin}"
     [ -f "${train}" ] || die "${grid}: ${train} does not exist"
     [ -f "${decode}" ] || die "${grid}: ${decode} does not exist"
     if [ -n "${poe}" ]; then
@@ -95,10 +95,10 @@ if [ "${stage}" -le 1 ] && [ "${stop_stage}" -ge 1 ]; then
             IFS='|' read -r weight experts _ <<< "$(poe_opts "${train}" "${poe}")"
             _poe=(--ebm_weight "${weight}" --ebm_experts "${experts}")
         fi
-        log "Search stage 1: ${train}${poe:+ with experts ${poe}} (decode ${decode}; steps ${steps}; lambda ${lambdas}; sigma ${sigmas}${smooth:+; smooth ${smooth}}) on ${dev_set}"
+        log "Search stage 1: ${train}${poe:+ with experts ${poe}} (decode ${decode}; steps ${steps}; lambda ${lambdas}; sigma ${sigmas}${minbin:+; minbin ${minbin}}) on ${dev_set}"
         ./run.sh --stage 5 --stop_stage 6 --ebm_config "${train}" --ebm_inference_config "${decode}" \
             --ebm_decode_steps "${steps//,/ }" --ebm_decode_step_sizes "${lambdas//,/ }" \
-            --ebm_decode_sigmas "${sigmas//,/ }" --ebm_decode_smooth_bins "${smooth//,/ }" \
+            --ebm_decode_sigmas "${sigmas//,/ }" --ebm_decode_min_bins "${minbin//,/ }" \
             --ebm_decode_sets "${dev_set}" "${_poe[@]}" "${run_opts[@]}"
     done
 fi
@@ -129,7 +129,7 @@ print(rows[0]["decode"] if rows else "")' "${json}" "${exp}")
             continue
         fi
         _opts=()  # a knob missing from the name came from the decode config: "" overrides run.sh's sweep with it
-        for knob in steps:steps lambda:step_sizes sigma:sigmas smooth:smooth_bins; do
+        for knob in steps:steps lambda:step_sizes sigma:sigmas minbin:min_bins; do
             value=""
             [[ ! "${chosen}" =~ _${knob%%:*}([^_]+) ]] || value=${BASH_REMATCH[1]}
             _opts+=(--ebm_decode_${knob#*:} "${value}")

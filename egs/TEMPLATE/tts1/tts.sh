@@ -97,7 +97,7 @@ ebm_init=free_running     # initial hypotheses: a stage 4 decode mode (free_runn
 ebm_decode_steps=""       # sweep: one decode directory per step count (e.g. "1 10 100 300"); empty: the config's
 ebm_decode_step_sizes=""  # sweep: ... and per lambda (e.g. "0.01 0.1"); empty: the config's
 ebm_decode_sigmas=""      # sweep: ... and per noise scale sigma (e.g. "0 1"; 1 = the paper's rule); empty: the config's
-ebm_decode_smooth_bins="" # sweep: ... and per drift smoothing over mel bins (odd, e.g. "1 9"); empty: the config's
+ebm_decode_min_bins=""    # sweep: ... and per first mel bin the drift moves (e.g. "0 40"); empty: the config's
 ebm_decode_sets=""        # sets stage 6 decodes; empty: dev and eval (search.sh decodes dev only, then eval at its choice)
 ebm_experts=""            # product of experts: "EXPDIR:WEIGHT ..." other EBMs whose weighted energies are added to
 ebm_weight=1.0            # ... this weight times ${ebm_exp}'s; decodes go to ${expdir}/ebm_poe_<names>/ (own RESULTS rows)
@@ -126,7 +126,7 @@ Options (--name value; dashes or underscores):
   --ebm_config FILE   --ebm_args "..."   --ebm_streams "${ebm_streams}"   --ebm_train_hyps N
   --ebm_inference_config FILE   --ebm_inference_model ${ebm_inference_model}   --ebm_init ${ebm_init}
   --ebm_decode_steps "1 10 100 300"   --ebm_decode_step_sizes "0.01 0.1"   --ebm_decode_sigmas "0 1"
-  --ebm_decode_smooth_bins "1 9"   --ebm_decode_sets "dev"   --ebm_experts "exp/ebm_other:0.3" --ebm_weight 0.7
+  --ebm_decode_min_bins "0 40"   --ebm_decode_sets "dev"   --ebm_experts "exp/ebm_other:0.3" --ebm_weight 0.7
   --vocoder_file PKL (default: Griffin-Lim)   --f0min ${f0min} --f0max ${f0max}   --eval_ebm_decodes "DIR..."
   --gv_scales "${gv_scales}" (variance-scaled Tacotron 2, the control; "" for none)
   --results ${results}
@@ -403,12 +403,12 @@ if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
     for _steps in ${ebm_decode_steps:-config}; do
         for _lambda in ${ebm_decode_step_sizes:-config}; do
             for _sigma in ${ebm_decode_sigmas:-config}; do
-              for _smooth in ${ebm_decode_smooth_bins:-config}; do
+              for _minbin in ${ebm_decode_min_bins:-config}; do
                 _tag=langevin; _opt=""
                 [ "${_steps}" = config ] || { _tag+=_steps${_steps}; _opt+=" --steps ${_steps}"; }
                 [ "${_lambda}" = config ] || { _tag+=_lambda${_lambda}; _opt+=" --step_size ${_lambda}"; }
                 [ "${_sigma}" = config ] || { _tag+=_sigma${_sigma}; _opt+=" --sigma ${_sigma}"; }
-                [ "${_smooth}" = config ] || { _tag+=_smooth${_smooth}; _opt+=" --drift_smooth_bins ${_smooth}"; }
+                [ "${_minbin}" = config ] || { _tag+=_minbin${_minbin}; _opt+=" --drift_min_bin ${_minbin}"; }
                 _tag+=${_poe_tag}; _opt+=" ${_poe_opt}"
                 for dset in ${ebm_decode_sets:-${dev_set} ${eval_sets}}; do
                     _init=${tts_exp}/decode_${ebm_init}/${dset}/denorm/feats.scp

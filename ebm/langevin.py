@@ -203,6 +203,8 @@ class LangevinSampler:
                     reasons[b] = reason
                 cache.clear()
 
+        drifting = torch.arange(D, device=device) >= self.drift_min_bin  # (D,) bool: the bins a drift may move
+
         with _eval_mode(energy_network), torch.no_grad():
             y = torch.where(valid, init.detach(), torch.zeros((), dtype=dtype, device=device))
             all_rows = torch.ones(B, dtype=torch.bool, device=device)
@@ -225,9 +227,7 @@ class LangevinSampler:
                 if not bool(active.any()):
                     energies[:, col:] = energy[:, None]
                     break
-                g = grad
-                if self.drift_min_bin > 0:
-                    g = torch.cat([torch.zeros_like(g[..., :self.drift_min_bin]), g[..., self.drift_min_bin:]], -1)
+                g = torch.where(drifting, grad, zero) if self.drift_min_bin > 0 else grad
                 if self.grad_clip is not None:
                     g = _clip_frame_norm(g, self.grad_clip)
                 if self.normalize_grad:

@@ -247,7 +247,9 @@ def verdict(best, base, args, f0_refs=None):
     if e is None:
         return (f"**not decoded on {args.eval_set}** at this dev-chosen setting: run stage 6 with "
                 f"--ebm_decode_sets {args.eval_set} --ebm_decode_steps {best['steps']} --ebm_decode_step_sizes "
-                f"{best['step_size']} --ebm_decode_sigmas {best['sigma']}, then stage 7 (search.sh does)")
+                f"{best['step_size']} --ebm_decode_sigmas {best['sigma']}"
+                + (f" --ebm_decode_min_bins {best['min_bin']}" if best.get("min_bin") else "")
+                + ", then stage 7 (search.sh does)")
     rel = 100.0 * (e["mcd"] - b["mcd"]) / b["mcd"]
     wins = {
         "MCD": e["mcd"] < b["mcd"],

@@ -210,6 +210,23 @@ def test_from_config():
         LangevinSampler(step_size=0.0)
 
 
+def test_decode_cli_names_a_bad_sampler_value(tmp_path, capsys):
+    """A bad --drift_min_bin stops langevin_decode with one ERROR line naming the option, before any model loads."""
+    from ebm.bin import langevin_decode
+
+    cfg = tmp_path / "decode.yaml"
+    cfg.write_text("steps: 1\nstep_size: 1.0\n")
+    argv = ["--model_file", str(tmp_path / "none.pth"), "--train_config", str(tmp_path / "none.yaml"), "--config",
+            str(cfg), "--text", str(tmp_path / "text"), "--init_scp", str(tmp_path / "feats.scp"),
+            "--output_dir", str(tmp_path / "out"), "--drift_min_bin", "-1"]
+    with pytest.raises(SystemExit) as e:
+        langevin_decode.run(langevin_decode.main, argv)
+    assert e.value.code == 1
+    err = capsys.readouterr().err
+    assert "ERROR:" in err and "drift_min_bin" in err and str(cfg) in err
+    assert not (tmp_path / "out").exists()
+
+
 def test_real_network_eval_mode_no_param_grad():
     torch.manual_seed(0)
     net = EnergyNetwork(vocab_size=10, odim=8, adim=16, aheads=2, elayers=1, eunits=32, dlayers=1, dunits=32,

@@ -350,7 +350,9 @@ def test_search_chooses_on_dev_then_decodes_eval_once(results_recipe):
     ebm = [r for r in records if r["system"] == "ebm"]
     assert len(ebm) == 5 + 1 and sum(r["eval"] is not None for r in ebm) == 1 + 1
     assert (results_recipe / POE / POE_DECODE / "eval1/denorm/feats.scp").is_file()  # its one setting, chosen
-    assert "Tacotron 2** on 5 eval utterances" in (results_recipe / "RESULTS.md").read_text()
+    md = (results_recipe / "RESULTS.md").read_text()
+    assert "Tacotron 2** on 5 eval utterances" in md
+    assert "| sigma | min bin |" in md and "| 0.0500 | 0.00 | 3 |" in md  # the band-limited row tells itself apart
 
 
 def test_product_of_experts_decoding(results_recipe, monkeypatch):

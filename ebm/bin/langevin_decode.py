@@ -118,7 +118,11 @@ def main(argv=None):
     for key in ("steps", "step_size", "sigma", "drift_min_bin"):
         if getattr(args, key) is not None:
             conf[key] = getattr(args, key)
-    sampler = langevin_from_config(conf)
+    try:
+        sampler = langevin_from_config(conf)
+    except ValueError as e:  # a bad value in the decode config or on the command line
+        raise EbmError(f"{e} (decode config {args.config or '-'} and the command line's --steps/--step_size/"
+                       "--sigma/--drift_min_bin); fix the value") from None
 
     with contextlib.redirect_stdout(io.StringIO()):  # espnet prints import notices on stdout
         from espnet2.fileio.npy_scp import NpyScpReader, NpyScpWriter

@@ -403,13 +403,13 @@ def main(argv=None):
     figures = plots(records, base, gt, best_by_exp, args) if records else []
 
     cols = ["mcd", "log_f0_rmse", "vde", "gpe", "ffe"]
-    head = ("| system | criterion | init | steps | lambda | sigma | dev MCD | eval MCD | eval log-F0 RMSE | "
-            "eval VDE | eval GPE | eval FFE | eval RTF | params |\n|" + "---|" * 14 + "\n")
+    head = ("| system | criterion | init | steps | lambda | sigma | min bin | dev MCD | eval MCD | eval log-F0 RMSE | "
+            "eval VDE | eval GPE | eval FFE | eval RTF | params |\n|" + "---|" * 15 + "\n")
 
     def row(r, name):
         e = r["eval"] or {}
         return (f"| {name} | {r.get('criterion') or '-'} | {r.get('init') or '-'} | {fmt(r.get('steps'))} | "
-                f"{fmt(r.get('step_size'), 4)} | {fmt(r.get('sigma'), 2)} | {fmt(r['dev']['mcd'])} | "
+                f"{fmt(r.get('step_size'), 4)} | {fmt(r.get('sigma'), 2)} | {fmt(r.get('min_bin'))} | {fmt(r['dev']['mcd'])} | "
                 + " | ".join(fmt(e.get(c), 3 if c == "mcd" else 4) for c in cols)
                 + f" | {fmt(e.get('rtf'), 3)} | {fmt(r.get('params'))} |\n")
 
@@ -440,7 +440,9 @@ def main(argv=None):
     for exp, best in sorted(best_by_exp.items()):
         how = "" if best["passes_on_dev"] else " (no setting met all three conditions on dev)"
         md.append(f"- `{os.path.basename(exp)}` ({best['criterion']}; {_steps(best['steps'])}, lambda "
-                  f"{best['step_size']}, sigma {best['sigma']}, from {best['init']}{how}): {verdicts[exp]}\n")
+                  f"{best['step_size']}, sigma {best['sigma']}, "
+                  + (f"drift from mel bin {best['min_bin']}, " if best.get("min_bin") else "")
+                  + f"from {best['init']}{how}): {verdicts[exp]}\n")
     if ctl is not None and ctl["eval"] is not None:
         e, b = ctl["eval"], base["eval"]
         md.append(f"- control: Tacotron 2 with its {ctl['criterion']} (the scale chosen on dev): MCD {e['mcd']:.3f} vs "
@@ -450,7 +452,8 @@ def main(argv=None):
     for c in sorted(controls, key=lambda c: c["scale"] or 0):
         name = f"Tacotron 2 + {c['criterion']} (control)"
         md.append(row(c, f"**{name}**" if c["chosen_on_dev"] else name))
-    for r in sorted(records, key=lambda r: (r["exp"], r["step_size"], r["sigma"], r["steps"])):
+    for r in sorted(records, key=lambda r: (r["exp"], r["step_size"], r["sigma"], r.get("min_bin") or 0,
+                                                 r["steps"])):
         name = f"EBM `{os.path.basename(r['exp'])}`"
         md.append(row(r, f"**{name}**" if r["chosen_on_dev"] else name))
     md.append("\nPer-utterance scores: `<decode dir>/<set>/scores_" + args.vocoder_tag + ".tsv`; plots: "

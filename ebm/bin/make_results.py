@@ -409,7 +409,8 @@ def main(argv=None):
     def row(r, name):
         e = r["eval"] or {}
         return (f"| {name} | {r.get('criterion') or '-'} | {r.get('init') or '-'} | {fmt(r.get('steps'))} | "
-                f"{fmt(r.get('step_size'), 4)} | {fmt(r.get('sigma'), 2)} | {fmt(r.get('min_bin'))} | {fmt(r['dev']['mcd'])} | "
+                f"{fmt(r.get('step_size'), 4)} | {fmt(r.get('sigma'), 2)} | {fmt(r.get('min_bin'))} | "
+                f"{fmt(r['dev']['mcd'])} | "
                 + " | ".join(fmt(e.get(c), 3 if c == "mcd" else 4) for c in cols)
                 + f" | {fmt(e.get('rtf'), 3)} | {fmt(r.get('params'))} |\n")
 
@@ -452,8 +453,7 @@ def main(argv=None):
     for c in sorted(controls, key=lambda c: c["scale"] or 0):
         name = f"Tacotron 2 + {c['criterion']} (control)"
         md.append(row(c, f"**{name}**" if c["chosen_on_dev"] else name))
-    for r in sorted(records, key=lambda r: (r["exp"], r["step_size"], r["sigma"], r.get("min_bin") or 0,
-                                                 r["steps"])):
+    for r in sorted(records, key=lambda r: (r["exp"], r["step_size"], r["sigma"], r.get("min_bin") or 0, r["steps"])):
         name = f"EBM `{os.path.basename(r['exp'])}`"
         md.append(row(r, f"**{name}**" if r["chosen_on_dev"] else name))
     md.append("\nPer-utterance scores: `<decode dir>/<set>/scores_" + args.vocoder_tag + ".tsv`; plots: "

@@ -115,14 +115,15 @@ def main(argv=None):
             conf = yaml.safe_load(f) or {}
     batch_size = int(conf.pop("batch_size", 8))
     record_every = int(conf.pop("record_every", 1))
-    for key in ("steps", "step_size", "sigma", "drift_min_bin"):
+    overrides = ("steps", "step_size", "sigma", "drift_min_bin")  # the sampler options the command line sets
+    for key in overrides:
         if getattr(args, key) is not None:
             conf[key] = getattr(args, key)
     try:
         sampler = langevin_from_config(conf)
     except ValueError as e:  # a bad value in the decode config or on the command line
-        raise EbmError(f"{e} (decode config {args.config or '-'} and the command line's --steps/--step_size/"
-                       "--sigma/--drift_min_bin); fix the value") from None
+        raise EbmError(f"{e} (decode config {args.config or '-'} and the command line's "
+                       f"{'/'.join('--' + k for k in overrides)}); fix the value") from None
 
     with contextlib.redirect_stdout(io.StringIO()):  # espnet prints import notices on stdout
         from espnet2.fileio.npy_scp import NpyScpReader, NpyScpWriter

@@ -280,7 +280,7 @@ def test_evaluation_refuses_a_mismatching_vocoder(results_recipe, tmp_path):
     (voc / "checkpoint-1steps.pkl").write_bytes(b"")
     (voc / "stats.h5").write_bytes(b"")
     (voc / "config.yml").write_text("sampling_rate: 24000\nfft_size: 1024\nhop_size: 256\nwin_length: 1024\n"
-                                    "num_mels: 80\nfmin: 80\nfmax: 7600\n")
+                                    "num_mels: 80\nfmin: 40\nfmax: 7600\n")
     proc = run_recipe(results_recipe, "--stage", "7", "--stop-stage", "7", *TINY, *EBM,
                       "--vocoder_file", str(voc / "checkpoint-1steps.pkl"))
     assert proc.returncode != 0

@@ -7,7 +7,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from conftest import REPO
+from conftest import REPO, run_module
 
 
 def copy_tree(dst):
@@ -28,6 +28,7 @@ def recipe(tmp_path_factory):
     recipe = copy_tree(tmp_path_factory.mktemp("tree"))
     proc = run_recipe(recipe, "--stage", "0", "--stop-stage", "2", "--nj", "2")
     assert proc.returncode == 0, proc.stderr[-3000:]
+    (recipe / "stages_0_2.log").write_text(proc.stderr)
     return recipe
 
 
@@ -45,6 +46,16 @@ def test_data_dirs_and_split(recipe):
         d = recipe / "dump/raw" / s
         for f in ["wav.scp", "text", "utt2spk", "spk2utt", "utt2num_samples"]:
             assert (d / f).is_file(), f"{d / f} missing"
+
+
+def test_mel_band_covers_the_espeak_voice(recipe):
+    """run.sh's --fmin 40 suits the low eSpeak voice; ESPnet's 80 would not (stage 2 would say so)."""
+    log = (recipe / "stages_0_2.log").read_text()
+    assert "the mel band's first filter (--fmin 40, --n_mels 80) peaks at 76 Hz: the band covers the voice" in log
+    assert not [line for line in log.splitlines() if "check_mel_band" in line and "WARNING" in line]
+    proc = run_module("ebm.bin.check_mel_band", "--wav_scp", "dump/raw/tr_no_dev/wav.scp", "--fmin", 80, cwd=recipe)
+    assert proc.returncode == 0 and "peaks at 116 Hz: most fundamentals fall below it" in proc.stderr
+    assert "Rerun from stage 2 with --fmin 40" in proc.stderr
 
 
 def test_token_list(recipe):

@@ -21,6 +21,7 @@ from test_recipe_mini import copy_tree
 
 SETS = {"tr_no_dev": 4, "dev": 2, "eval1": 2}
 HOP = 256
+FMIN = 40  # egs/mini_espeak's --fmin (its eSpeak voice is low)
 WORDS = ["a short tone.", "another one, please!", "tones are not speech?", "the fourth sentence."]
 
 
@@ -37,7 +38,7 @@ def espnet_logmel(wav):
     """ESPnet's LogMelFbank at the recipe's settings (those tts.sh passes as --feats_extract_conf)."""
     from espnet2.tts.feats_extract.log_mel_fbank import LogMelFbank
 
-    fe = LogMelFbank(fs=22050, n_fft=1024, win_length=1024, hop_length=HOP, n_mels=80, fmin=80, fmax=7600)
+    fe = LogMelFbank(fs=22050, n_fft=1024, win_length=1024, hop_length=HOP, n_mels=80, fmin=FMIN, fmax=7600)
     with torch.no_grad():
         x = torch.from_numpy(np.asarray(wav, dtype=np.float32))[None]
         return fe(x, torch.tensor([x.shape[1]]))[0][0].numpy()
@@ -130,7 +131,7 @@ def test_training_leaves_a_self_contained_checkpoint_dir(tree):
     feats = np.concatenate([read_h5(p)[1] for p in (tree["voc"] / "dump/ref/tr_no_dev/raw").rglob("*.h5")])
     np.testing.assert_allclose(mean, feats.mean(0), atol=1e-4)
     config = yaml.safe_load((exp / "config.yml").read_text())
-    assert (config["sampling_rate"], config["hop_size"], config["fmin"], config["fmax"]) == (22050, HOP, 80, 7600)
+    assert (config["sampling_rate"], config["hop_size"], config["fmin"], config["fmax"]) == (22050, HOP, FMIN, 7600)
     assert "Stage 3: vocoder ready: exp/voc_hifigan_ci/checkpoint-4steps.pkl" in tree["log"]
 
 
@@ -138,7 +139,7 @@ def test_the_checkpoint_loads_as_the_tts_recipes_vocoder(tree):
     """What stage 7 does with --vocoder_file: check the directory, normalise with its stats.h5, generate."""
     from ebm.vocoder import FeatureSettings, load_vocoder
 
-    vocoder = load_vocoder(str(tree["exp"] / "checkpoint-4steps.pkl"), FeatureSettings())
+    vocoder = load_vocoder(str(tree["exp"] / "checkpoint-4steps.pkl"), FeatureSettings(fmin=FMIN))
     wav = vocoder(read_h5(next((tree["voc"] / "dump/ref/dev/raw").rglob("*.h5")))[1])
     assert wav.ndim == 1 and np.all(np.isfinite(wav))
 
@@ -323,8 +324,8 @@ def test_recipes_configs_match_their_tts_features():
             "--fmin": "fmin", "--fmax": "fmax"}
     for corpus in ["mini_espeak", "ljspeech"]:
         voc = REPO / "egs" / corpus / "voc1"
-        words = (voc / "run.sh").read_text().split()
-        tts_words = (voc.parent / "tts1/run.sh").read_text().split()
+        words, tts_words = ([w for line in (d / "run.sh").read_text().splitlines() if not line.lstrip().startswith("#")
+                             for w in line.split()] for d in (voc, voc.parent / "tts1"))
         conf = yaml.safe_load((voc / words[words.index("--conf") + 1]).read_text())
         for opt, key in keys.items():
             value = float(words[words.index(opt) + 1])

@@ -174,6 +174,9 @@ token_opts="--token_type ${token_type} --token_list ${token_list} --cleaner ${cl
 feats_opts="--feats_extract fbank --feats_extract_conf fs=${fs} --feats_extract_conf n_fft=${n_fft}"
 feats_opts+=" --feats_extract_conf hop_length=${n_shift} --feats_extract_conf win_length=${win_length}"
 feats_opts+=" --feats_extract_conf n_mels=${n_mels} --feats_extract_conf fmin=${fmin} --feats_extract_conf fmax=${fmax}"
+# The same features for ebm's own entry points (ebm.vocoder.FeatureSettings' options).
+feats_cli_opts="--fs ${fs} --n_fft ${n_fft} --n_shift ${n_shift} --win_length ${win_length} --n_mels ${n_mels}"
+feats_cli_opts+=" --fmin ${fmin} --fmax ${fmax}"
 
 if [ ${stage} -le 0 ] && [ ${stop_stage} -ge 0 ]; then
     log "Stage 0: corpus: local/data.sh --stage 0 (download or generate)"
@@ -242,6 +245,10 @@ if [ ${stage} -le 2 ] && [ ${stop_stage} -ge 2 ]; then
     # shellcheck disable=SC2086
     ${python} -m ebm.bin.check_text --cleaner "${cleaner}" --token_type "${token_type}" --g2p "${g2p}" \
         --token_list "${token_list}" ${_texts}
+    log "Stage 2: does the mel band (--fmin ${fmin}) cover the speaker's F0? (a warning if not)"
+    # shellcheck disable=SC2086
+    ${python} -m ebm.bin.check_mel_band --wav_scp "${data_feats}/${train_set}/wav.scp" ${feats_cli_opts} \
+        --f0min "${f0min}" --f0max "${f0max}"
 
     [ -n "${train_config}" ] || die "--train_config is required for stage 2 (the baseline's model config)"
     log "Stage 2: feature statistics with ESPnet's collect_stats (${nj} jobs) -> ${stats_dir}"
@@ -448,9 +455,7 @@ if [ ${stage} -le 7 ] && [ ${stop_stage} -ge 7 ]; then
     else
         _vtag=griffin_lim
     fi
-    _fopts="--fs ${fs} --n_fft ${n_fft} --n_shift ${n_shift} --win_length ${win_length} --n_mels ${n_mels}"
-    _fopts+=" --fmin ${fmin} --fmax ${fmax}"
-    _vopts="${_fopts} --griffin_lim_iters ${griffin_lim_iters}"
+    _vopts="${feats_cli_opts} --griffin_lim_iters ${griffin_lim_iters}"
     [ -z "${vocoder_file}" ] || _vopts+=" --vocoder_file ${vocoder_file}"
     _gt=${expdir}/analysis_synthesis
     _base=${tts_exp}/decode_free_running
@@ -554,7 +559,7 @@ if [ ${stage} -le 7 ] && [ ${stop_stage} -ge 7 ]; then
     # shellcheck disable=SC2086
     ${python} -m ebm.bin.make_results --dev_set "${dev_set}" --eval_set "${eval_set}" --vocoder_tag "${_vtag}" \
         --ground_truth "${_gt}" --baseline "${_base}" --baseline_params "${_params}" ${_opts} \
-        --ref_wav_scp "${data_feats}/${eval_set}/wav.scp" ${_fopts} --f0min "${f0min}" --f0max "${f0max}" \
+        --ref_wav_scp "${data_feats}/${eval_set}/wav.scp" ${feats_cli_opts} --f0min "${f0min}" --f0max "${f0max}" \
         --title "$(basename "$(dirname "${PWD}")")" --plot_dir "${expdir}/results_${_vtag}" \
         --output_md "${results}" --output_json "${results%.md}.json" \
         --search_log "${results%.md}_search.tsv"

@@ -9,7 +9,7 @@ set -euo pipefail
     --train_set tr_no_dev \
     --dev_set dev \
     --eval_sets eval1 \
-    --fs 22050 --n_fft 1024 --n_shift 256 --n_mels 80 --fmin 80 --fmax 7600 \
+    --fs 22050 --n_fft 1024 --n_shift 256 --n_mels 80 --fmin 40 --fmax 7600 \
     --conf conf/hifigan_tiny.yaml \
     --tts_exp exp/tts_train_tacotron2_small \
     "$@"

@@ -2,7 +2,7 @@
 
 A log mel whose lowest filter peaks above most of the speaker's fundamentals keeps only a faint trace of F0.
 Every mel-to-waveform vocoder then rebuilds weakly periodic audio: on mini_espeak's eSpeak voice (median F0
-102 Hz) with ``--fmin 80`` (first filter peak 116 Hz), Griffin-Lim analysis-synthesis of the *recordings*
+about 100 Hz) with ``--fmin 80`` (first filter peak 116 Hz), Griffin-Lim analysis-synthesis of the *recordings*
 scored FFE 0.47 on dev, against 0.15 with ``--fmin 40``. Pitch metrics are then bounded by the vocoder, and a
 mel closer to the reference can score worse FFE than a blurred one. The check tracks F0 (WORLD harvest, the
 metric's tracker) on a spread of training utterances and compares the median voiced F0 with the first filter's
@@ -70,9 +70,10 @@ def main(argv=None):
            f"{low:.0f} Hz; the mel band's first filter (--fmin {settings.fmin:g}, --n_mels {settings.n_mels}) "
            f"peaks at {peak:.0f} Hz")
     if median < peak:
+        fix = max(0.0, round(low / 2, -1))  # about half the 5th percentile: the lowest voiced frames well inside
         logging.warning(f"{msg}: most fundamentals fall below it; vocoders rebuild weakly voiced audio from such "
-                        f"mels, and every pitch metric is bounded by that. Rerun from stage 2 with --fmin {max(0, round(low / 2, -1)):g} "
-                        "(about half the 5th percentile) unless the features must match an existing model")
+                        f"mels, and every pitch metric is bounded by that. Rerun from stage 2 with --fmin {fix:g} "
+                        "unless the features must match an existing model")
     else:
         logging.info(f"{msg}: the band covers the voice")
 

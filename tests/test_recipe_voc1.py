@@ -318,14 +318,19 @@ def test_vocoder_tag_uses_a_downloaded_copy_without_network(monkeypatch, tmp_pat
     assert fetch_vocoder.fetch_tag("ljspeech_hifigan.v1", str(tmp_path), timeout=2) == str(ckpt)
 
 
+def run_sh_words(path):
+    """The words of a run.sh outside its comments (which may name options too)."""
+    lines = path.read_text().splitlines()
+    return [w for line in lines if not line.lstrip().startswith("#") for w in line.split()]
+
+
 def test_recipes_configs_match_their_tts_features():
     """Each voc1 run.sh's --conf has the feature settings its run.sh (and ../tts1/run.sh) passes."""
     keys = {"--fs": "sampling_rate", "--n_fft": "fft_size", "--n_shift": "hop_size", "--n_mels": "num_mels",
             "--fmin": "fmin", "--fmax": "fmax"}
     for corpus in ["mini_espeak", "ljspeech"]:
         voc = REPO / "egs" / corpus / "voc1"
-        words, tts_words = ([w for line in (d / "run.sh").read_text().splitlines() if not line.lstrip().startswith("#")
-                             for w in line.split()] for d in (voc, voc.parent / "tts1"))
+        words, tts_words = run_sh_words(voc / "run.sh"), run_sh_words(voc.parent / "tts1/run.sh")
         conf = yaml.safe_load((voc / words[words.index("--conf") + 1]).read_text())
         for opt, key in keys.items():
             value = float(words[words.index(opt) + 1])

@@ -13,9 +13,8 @@ import argparse
 import logging
 
 import numpy as np
-import soundfile as sf
 
-from ebm.bin.score_wavs import add_f0_range, f0_range
+from ebm.bin.score_wavs import add_f0_range, f0_range, load
 from ebm.cli import EbmError, run, setup_logging
 from ebm.io import read_scp
 from ebm.metrics import f0
@@ -52,9 +51,9 @@ def main(argv=None):
     voiced = []
     for key, path in picks:
         try:
-            wav, fs = sf.read(path, dtype="float64")
-        except Exception as e:
-            raise EbmError(f"{key}: cannot read {path} ({e}); rerun stage 1") from None
+            wav, fs = load(key, path, "training")
+        except EbmError as e:
+            raise EbmError(f"{e}; rerun stage 1") from None
         if fs != settings.fs:
             raise EbmError(f"{key}: {path} is at {fs} Hz, the recipe's --fs is {settings.fs}; rerun stage 1")
         track = f0(wav, fs, n_shift=settings.n_shift, f0_floor=f0min, f0_ceil=f0max)

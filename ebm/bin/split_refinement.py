@@ -15,7 +15,7 @@ lowers MCD sharpens rather than corrects. A step whose cosine is close to its re
 the delta criterion's squared loss trains, the conditional mean of the correction: it averages over what text and
 hypothesis cannot tell, so it may smooth. ``along`` is not what the energy knows: ``c * D`` carries a share of the
 whole correction, the unpredictable part included, so compare ``rest`` and the full step with an exact correction
-of the same mel gain. README, "Results so far", has both cases.
+of the same mel gain. The mini_espeak and cathy recipe READMEs have a case of each.
 """
 
 import argparse

@@ -38,3 +38,25 @@ merge_jobs() {
     for n in $(seq "${_nj}"); do cat "${pattern//JOB/${n}}"; done | LC_ALL=C sort > "${out}.tmp"
     mv "${out}.tmp" "${out}"
 }
+# stage_timer N: starts stage N's clock and closes the previous stage's; `stage_timer end` closes the last one.
+# A closed stage appends its wall time and the machine to exp/stage_times.tsv (python -m ebm.bin.stage_times
+# prints a run's table). A stage that fails is never closed, so every line is a stage that finished.
+stage_timer() {
+    local now
+    now=$(date +%s)
+    if [ -z "${_stage_run:-}" ]; then
+        _stage_run=$(date '+%Y%m%dT%H%M%S')-$$
+        _stage_gpus=$( (nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null || true) | sort | uniq -c \
+            | awk '{n=$1; $1=""; printf "%s%dx%s", (NR>1?", ":""), n, substr($0,2)}')
+    fi
+    if [ -n "${_stage_now:-}" ]; then
+        mkdir -p exp
+        [ -s exp/stage_times.tsv ] || printf 'run\tstage\tseconds\tstarted\thost\tcores\tgpus\n' > exp/stage_times.tsv
+        printf '%s\t%s\t%d\t%s\t%s\t%s\t%s\n' "${_stage_run}" "${_stage_now}" $((now - _stage_start)) \
+            "$(date -d "@${_stage_start}" '+%Y-%m-%dT%H:%M:%S')" "$(hostname)" "$(nproc)" "${_stage_gpus:-none}" \
+            >> exp/stage_times.tsv
+    fi
+    _stage_now=$1
+    _stage_start=${now}
+    [ "$1" != end ] || _stage_now=""
+}

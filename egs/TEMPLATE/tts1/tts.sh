@@ -179,6 +179,7 @@ feats_cli_opts="--fs ${fs} --n_fft ${n_fft} --n_shift ${n_shift} --win_length ${
 feats_cli_opts+=" --fmin ${fmin} --fmax ${fmax}"
 
 if [ ${stage} -le 0 ] && [ ${stop_stage} -ge 0 ]; then
+    stage_timer 0
     log "Stage 0: corpus: local/data.sh --stage 0 (download or generate)"
     _opts=""
     [ -z "${db_root}" ] || _opts+="--db_root ${db_root} "
@@ -187,6 +188,7 @@ if [ ${stage} -le 0 ] && [ ${stop_stage} -ge 0 ]; then
 fi
 
 if [ ${stage} -le 1 ] && [ ${stop_stage} -ge 1 ]; then
+    stage_timer 1
     log "Stage 1: Kaldi data dirs: local/data.sh --stage 1 -> data/{${all_sets// /,}}"
     _opts=""
     [ -z "${db_root}" ] || _opts+="--db_root ${db_root} "
@@ -231,6 +233,7 @@ if [ ${stage} -le 1 ] && [ ${stop_stage} -ge 1 ]; then
 fi
 
 if [ ${stage} -le 2 ] && [ ${stop_stage} -ge 2 ]; then
+    stage_timer 2
     log "Stage 2: token list (${token_type}, cleaner ${cleaner}, g2p ${g2p}) -> ${token_list}"
     mkdir -p "${token_listdir}"
     # <blank> first and <unk> second as ESPnet's TTS recipes do; <sos/eos> last.
@@ -287,6 +290,7 @@ if [ ${stage} -le 2 ] && [ ${stop_stage} -ge 2 ]; then
 fi
 
 if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ]; then
+    stage_timer 3
     if [ -n "${baseline_model_file}" ]; then
         [ -n "${baseline_config}" ] || die "--baseline_model_file needs --baseline_config (its config.yaml)"
         log "Stage 3: importing the Tacotron 2 ${baseline_model_file} -> ${tts_exp} (no training)"
@@ -309,6 +313,7 @@ if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ]; then
 fi
 
 if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
+    stage_timer 4
     [ -e "${tts_exp}/${inference_model}" ] || die "no baseline at ${tts_exp}/${inference_model}: run stage 3"
     _modes=teacher_forced,free_running
     for n in $(seq "${baseline_num_samples}"); do _modes+=",free_running_sample${n}"; done
@@ -346,6 +351,7 @@ if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
 fi
 
 if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
+    stage_timer 5
     [ -n "${ebm_config}" ] || die "--ebm_config is required for stage 5"
     [ -f "${ebm_config}" ] || die "--ebm_config ${ebm_config} does not exist"
     [ -n "${ebm_train_hyps}" ] || ebm_train_hyps=$(${python} -c \
@@ -391,6 +397,7 @@ if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
 fi
 
 if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
+    stage_timer 6
     [ -e "${ebm_exp}/${ebm_inference_model}" ] || die "no EBM at ${ebm_exp}/${ebm_inference_model}: run stage 5"
     _decode_exp=${ebm_exp}; _poe_opt=""; _poe_tag=""
     [ -n "${ebm_experts}" ] || [ "${ebm_weight}" = 1.0 ] || [ "${ebm_weight}" = 1 ] \
@@ -448,6 +455,7 @@ if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
 fi
 
 if [ ${stage} -le 7 ] && [ ${stop_stage} -ge 7 ]; then
+    stage_timer 7
     # One vocoder for every row; its tag names the outputs, so decodes vocoded with another one are never mixed in.
     if [ -n "${vocoder_file}" ]; then
         [ -f "${vocoder_file}" ] || die "--vocoder_file ${vocoder_file} does not exist"
@@ -565,4 +573,6 @@ if [ ${stage} -le 7 ] && [ ${stop_stage} -ge 7 ]; then
         --search_log "${results%.md}_search.tsv"
 fi
 
+stage_timer end
+[ ! -s exp/stage_times.tsv ] || ${python} -m ebm.bin.stage_times exp/stage_times.tsv --run "${_stage_run:-}" >&2
 log "Successfully finished stages ${stage}-${stop_stage} [elapsed=${SECONDS}s]"

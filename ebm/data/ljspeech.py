@@ -27,6 +27,23 @@ class CorpusError(EbmError):
     """A corpus that cannot be turned into data directories; the message says what to fix."""
 
 
+def _utf8_lines(path):
+    """``(line number, text)`` of a UTF-8 file (a BOM allowed); a byte that is not UTF-8 is an error naming the
+    line and column, which Python's own decoding error (a byte offset into a read buffer) does not."""
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            if lineno == 1 and raw.startswith(b"\xef\xbb\xbf"):
+                raw = raw[3:]
+            try:
+                yield lineno, raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                shown = raw[max(0, e.start - 20): e.start + 20].decode("utf-8", errors="replace")
+                raise CorpusError(
+                    f"{path}:{lineno}: byte 0x{raw[e.start]:02x} at column {e.start + 1} is not UTF-8 (near "
+                    f"{shown!r}); re-save the file as UTF-8 (e.g. iconv -f latin1 -t utf-8)"
+                ) from None
+
+
 def read_metadata(corpus_dir, text_field="normalized"):
     """Return ``[(utt_id, text)]`` sorted by id, after checking the whole corpus.
 
@@ -49,29 +66,28 @@ def read_metadata(corpus_dir, text_field="normalized"):
 
     texts = {}
     # No csv module: LJSpeech's text has unbalanced double quotes that csv's quoting would swallow.
-    with open(metadata, encoding="utf-8-sig") as f:
-        for lineno, line in enumerate(f, 1):
-            line = line.rstrip("\r\n")
-            if not line.strip():
-                continue
-            fields = line.split("|")
-            utt_id = fields[0].strip()
-            if len(fields) < 2 or len(fields) > 3:
-                raise CorpusError(
-                    f"{metadata}:{lineno}: expected 'ID|raw text|normalized text' (2 or 3 fields separated "
-                    f"by '|'), got {len(fields)} field(s): {line[:80]!r}"
-                )
-            if not utt_id or any(c.isspace() for c in utt_id):
-                raise CorpusError(f"{metadata}:{lineno}: utterance id {utt_id!r} is empty or contains whitespace")
-            if utt_id in texts:
-                raise CorpusError(f"{metadata}:{lineno}: duplicate utterance id {utt_id}")
-            raw = fields[1]
-            norm = fields[2] if len(fields) == 3 else ""
-            text = norm if text_field == "normalized" and norm.strip() else raw
-            text = " ".join(text.split())  # Kaldi text files are one line, single-space separated
-            if not text:
-                raise CorpusError(f"{metadata}:{lineno}: empty transcript for utterance {utt_id}")
-            texts[utt_id] = text
+    for lineno, line in _utf8_lines(metadata):
+        line = line.rstrip("\r\n")
+        if not line.strip():
+            continue
+        fields = line.split("|")
+        utt_id = fields[0].strip()
+        if len(fields) < 2 or len(fields) > 3:
+            raise CorpusError(
+                f"{metadata}:{lineno}: expected 'ID|raw text|normalized text' (2 or 3 fields separated "
+                f"by '|'), got {len(fields)} field(s): {line[:80]!r}"
+            )
+        if not utt_id or any(c.isspace() for c in utt_id):
+            raise CorpusError(f"{metadata}:{lineno}: utterance id {utt_id!r} is empty or contains whitespace")
+        if utt_id in texts:
+            raise CorpusError(f"{metadata}:{lineno}: duplicate utterance id {utt_id}")
+        raw = fields[1]
+        norm = fields[2] if len(fields) == 3 else ""
+        text = norm if text_field == "normalized" and norm.strip() else raw
+        text = " ".join(text.split())  # Kaldi text files are one line, single-space separated
+        if not text:
+            raise CorpusError(f"{metadata}:{lineno}: empty transcript for utterance {utt_id}")
+        texts[utt_id] = text
     if not texts:
         raise CorpusError(f"{metadata} lists no utterances")
 

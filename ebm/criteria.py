@@ -1,8 +1,7 @@
-"""Training criteria for the energy network, in one registry.
+"""Training criteria for the energy network: two abstract kinds, each with one calling convention.
 
-Two kinds, told apart by the class attribute ``kind``:
-
-``kind == "energy"`` (NCE-type; :class:`BinaryNCE`, :class:`RankingNCE`)::
+:class:`AbsEnergyCriterion` (NCE-type; :class:`BinaryNCE`, :class:`RankingNCE`), registered in
+:data:`energy_criterion_choices`::
 
     loss, stats = criterion(e_pos, e_neg)
 
@@ -12,22 +11,25 @@ Two kinds, told apart by the class attribute ``kind``:
            the ``(energies, index)`` form is for negatives drawn for a subset of the batch (``index`` = the rows of
            ``e_pos`` they belong to), as :class:`ebm.negative_samplers.MixedSampler` gives in ``sample`` mode.
 
-``kind == "score"`` (score-type; :class:`DeltaScore`, :class:`DenoisingScoreMatching`)::
+:class:`AbsScoreCriterion` (score-type; :class:`DeltaScore`, :class:`DenoisingScoreMatching`), registered in
+:data:`score_criterion_choices`::
 
-    hyp, hyp_lengths, extra = criterion.make_hypothesis(ref, lengths, **streams)   # optional, see below
-    energy, grad = net.energy_and_grad(text, text_lengths, hyp, lengths, create_graph=True)
-    loss, stats = criterion(hyp=hyp, ref=ref, lengths=lengths, grad=grad, **extra)
+    hyp, hyp_lengths, extra = criterion.make_hypothesis(ref, lengths, **streams)
+    energy, grad = net.energy_and_grad(text, text_lengths, hyp, hyp_lengths, create_graph=True)
+    loss, stats = criterion(hyp=hyp, ref=extra.get("ref", ref), lengths=hyp_lengths, grad=grad,
+                            sigma=extra.get("sigma"))
 
     hyp, ref: (B, T, D) normalised mels of equal lengths; grad = dE/dhyp (B, T, D), built with
     ``create_graph=True`` so that the loss trains the network through its gradient. Padded frames are ignored.
-    ``make_hypothesis`` draws the hypothesis the criterion is defined on (DSM: noisy reference, with ``sigma`` in
-    ``extra``; delta: the configured sampler, e.g. noisy reference or teacher-forced stream). A hypothesis with
-    its own timing (delta with ``align: dtw`` on the free-running stream) has its own lengths, and ``extra["ref"]``
-    is then the reference warped onto them.
+    ``make_hypothesis`` draws the hypothesis the criterion is defined on (DSM: noisy reference, with its noise
+    level ``sigma`` in ``extra``; delta: its configured :class:`ebm.negative_samplers.AbsNegativeSampler`, e.g.
+    noisy reference or teacher-forced stream). A hypothesis with its own timing (delta with ``align: dtw`` on
+    the free-running stream) has its own lengths, and ``extra["ref"]`` is then the reference warped onto them.
+    :meth:`AbsScoreCriterion.loss_on_own_hypothesis` is exactly these three lines.
 
-:class:`CombinedCriterion` takes both kinds at once::
+:class:`CombinedCriterion` is a weighted sum of both kinds, with one calling convention::
 
-    loss, stats = combined(e_pos=..., e_neg=..., ref=feats, lengths=feats_lengths,
+    loss, stats = combined(ref=feats, lengths=feats_lengths, e_pos=..., e_neg=...,
                            score_fn=lambda y, l: net.energy_and_grad(text, text_lengths, y, l, create_graph=True)[1],
                            streams={"tf_feats": ..., "tf_feats_lengths": ...})
 
@@ -36,14 +38,17 @@ trainer wants them.
 """
 
 import math
+from abc import ABC, abstractmethod
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
-import numpy as np
 import torch
 import torch.nn.functional as F
+from espnet2.train.class_choices import ClassChoices
 from torch import nn
 
+from ebm.alignment import dtw_warped_reference
 from ebm.energy_network import valid_mask
+from ebm.negative_samplers import AbsNegativeSampler, build_negative_sampler
 
 NegEnergies = Union[torch.Tensor, Mapping[str, Union[torch.Tensor, Tuple[torch.Tensor, torch.Tensor]]]]
 
@@ -90,17 +95,42 @@ def _energy_stats(e_pos: torch.Tensor, groups) -> Dict[str, float]:
     return stats
 
 
-class AbsCriterion(nn.Module):
-    """Marker base: ``kind`` tells the model wrapper which inputs the criterion consumes.
+class AbsEnergyCriterion(nn.Module, ABC):
+    """An NCE-type criterion: a loss on the energies of references and of their negatives."""
 
-    Score criteria also say whether they draw their own hypothesis (``draws_hypothesis``).
+    @abstractmethod
+    def forward(self, e_pos: torch.Tensor, e_neg: NegEnergies) -> Tuple[torch.Tensor, Dict[str, float]]:
+        raise NotImplementedError
+
+
+class AbsScoreCriterion(nn.Module, ABC):
+    """A score-type criterion: a loss on the energy's mel gradient at hypotheses it draws itself.
+
+    ``sigma`` is the noise level a hypothesis was drawn with, for the criteria whose target depends on it.
     """
 
-    kind = "energy"
-    draws_hypothesis = False
+    @abstractmethod
+    def make_hypothesis(self, ref: torch.Tensor, lengths: torch.Tensor,
+                        **streams) -> Tuple[torch.Tensor, torch.Tensor, Dict[str, torch.Tensor]]:
+        """``(hyp, hyp_lengths, extra)``; ``extra`` may hold ``ref`` (the reference on the hypothesis' timing)
+        and ``sigma`` (the noise level of each row)."""
+        raise NotImplementedError
+
+    @abstractmethod
+    def forward(self, hyp: torch.Tensor, ref: torch.Tensor, lengths: torch.Tensor, grad: torch.Tensor,
+                sigma: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, Dict[str, float]]:
+        raise NotImplementedError
+
+    def loss_on_own_hypothesis(self, ref: torch.Tensor, lengths: torch.Tensor,
+                               score_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+                               **streams) -> Tuple[torch.Tensor, Dict[str, float]]:
+        """Draw a hypothesis, ask ``score_fn(hyp, hyp_lengths)`` for dE/dhyp and score it."""
+        hyp, hyp_lengths, extra = self.make_hypothesis(ref, lengths, **streams)
+        return self(hyp=hyp, ref=extra.get("ref", ref), lengths=hyp_lengths, grad=score_fn(hyp, hyp_lengths),
+                    sigma=extra.get("sigma"))
 
 
-class BinaryNCE(AbsCriterion):
+class BinaryNCE(AbsEnergyCriterion):
     """Binary NCE without a noise-density term (as in residual EBMs for text, Deng et al. 2020).
 
     ``loss = mean softplus(E+) + mean softplus(-E-) [+ alpha * mean(E+^2 ++ E-^2)]``, i.e. -log sigmoid(-E+) -
@@ -108,8 +138,6 @@ class BinaryNCE(AbsCriterion):
     separately, so the loss does not change scale with the number of negatives per positive. The optional
     ``alpha`` penalty (Du & Mordatch 2019) keeps energies near zero, where sigmoid is not saturated.
     """
-
-    kind = "energy"
 
     def __init__(self, alpha: float = 0.0):
         super().__init__()
@@ -130,15 +158,13 @@ class BinaryNCE(AbsCriterion):
         return loss, stats
 
 
-class RankingNCE(AbsCriterion):
+class RankingNCE(AbsEnergyCriterion):
     """InfoNCE over one positive and its K negatives: cross-entropy of logits -[E+, E-_1..E-_K], target 0.
 
     The partition function cancels exactly within each softmax, so this is the NCE form with no density
     assumption. Negatives must be aligned with the positives (dict values of shape (B,) or (B,K), or a (B,K)
     tensor); subset-form negatives would give positives different numbers of competitors and are refused.
     """
-
-    kind = "energy"
 
     def __init__(self, alpha: float = 0.0, temperature: float = 1.0):
         super().__init__()
@@ -187,67 +213,44 @@ def _score_stats(neg_grad: torch.Tensor, target: torch.Tensor, lengths: torch.Te
     }
 
 
-def _build_hypothesis_sampler(spec):
-    if spec is None or isinstance(spec, nn.Module):
+def _build_hypothesis_sampler(spec) -> Optional[AbsNegativeSampler]:
+    """A score criterion's hypothesis sampler from its config (a name or ``{name, conf}``), or as given."""
+    if spec is None or isinstance(spec, AbsNegativeSampler):
         return spec
-    from ebm.negative_samplers import build_sampler  # late import: samplers do not depend on criteria
-
     if isinstance(spec, str):
-        return build_sampler(spec)
-    return build_sampler(spec["name"], **dict(spec.get("conf") or {}))
+        return build_negative_sampler(spec)
+    if isinstance(spec, Mapping) and "name" in spec:
+        return build_negative_sampler(spec["name"], **dict(spec.get("conf") or {}))
+    raise ValueError(f"hypothesis must be a sampler name or {{name, conf}}, not {spec!r}")
 
 
-def dtw_warped_reference(ref: torch.Tensor, lengths: torch.Tensor, hyp: torch.Tensor,
-                         hyp_lengths: torch.Tensor) -> torch.Tensor:
-    """The reference carried onto each hypothesis' own timing along their DTW path, (B, T_hyp, D).
-
-    A free-running hypothesis has its own durations, so ``Y+ - Y-`` is undefined frame by frame; each hypothesis
-    frame gets the mean of the reference frames DTW pairs it with, the same pairing MCD is scored on. No
-    gradient flows through the alignment.
-    """
-    from ebm.metrics import dtw_path  # late import: it pulls in librosa and pysptk, which only this needs
-
-    r, h = ref.detach().float().cpu().numpy(), hyp.detach().float().cpu().numpy()
-    out = np.zeros(h.shape, dtype=np.float32)
-    for b in range(h.shape[0]):
-        n, m = int(lengths[b]), int(hyp_lengths[b])
-        if n == 0 or m == 0:
-            continue
-        i, j = dtw_path(r[b, :n], h[b, :m])
-        acc = np.zeros((m, r.shape[-1]))
-        np.add.at(acc, j, r[b, i])
-        out[b, :m] = acc / np.bincount(j, minlength=m)[:, None]
-    return torch.from_numpy(out).to(device=hyp.device, dtype=hyp.dtype)
-
-
-class DeltaScore(AbsCriterion):
+class DeltaScore(AbsScoreCriterion):
     """Score ("delta") criterion of the follow-up (Sun & Ragni 2025): train -dE/dY at Y- to point at Y+ - Y-.
 
     ``loss = mean_utt mean_valid_frames || -grad - scale * (Y+ - Y-) ||^2`` (squared norm over mel bins). With the
     target displacement, a single Langevin step of size 1 without noise maps the hypothesis onto the reference,
     which makes the energy's gradient useful even where NCE only ranks. ``scale`` < 1 asks for a fraction of the
-    displacement (a smaller, safer step). ``hypothesis`` (sampler name or ``{name, conf}``) lets the criterion
-    draw its own Y- (``make_hypothesis``); without it the caller passes ``hyp``. ``align: dtw`` takes hypotheses
-    of other lengths (``free_running``: what Langevin decoding actually starts from) and sets Y+ to the reference
-    warped onto each hypothesis' timing (:func:`dtw_warped_reference`).
+    displacement (a smaller, safer step). ``hypothesis`` (sampler name or ``{name, conf}``) is how the criterion
+    draws its Y- (``make_hypothesis``); without one it can only be called on given hypotheses. ``align: dtw``
+    takes hypotheses of other lengths (``free_running``: what Langevin decoding actually starts from) and sets Y+
+    to the reference warped onto each hypothesis' timing (:func:`ebm.alignment.dtw_warped_reference`).
     """
 
-    kind = "score"
-
-    def __init__(self, scale: float = 1.0, hypothesis: Optional[Union[str, Dict[str, Any], nn.Module]] = None,
+    def __init__(self, scale: float = 1.0,
+                 hypothesis: Optional[Union[str, Dict[str, Any], AbsNegativeSampler]] = None,
                  align: Optional[str] = None):
         super().__init__()
         if align not in (None, "none", "dtw"):
             raise ValueError(f"DeltaScore: align must be null or 'dtw', not {align!r}")
         self.scale = float(scale)
         self.hypothesis = _build_hypothesis_sampler(hypothesis)
-        self.draws_hypothesis = self.hypothesis is not None
         self.align = align
 
     def make_hypothesis(self, ref: torch.Tensor, lengths: torch.Tensor, **streams):
         """``(hyp, hyp_lengths, extra)``; with ``align: dtw``, ``extra["ref"]`` is the warped reference."""
         if self.hypothesis is None:
-            raise ValueError("DeltaScore has no 'hypothesis' sampler configured: pass hyp to forward")
+            raise ValueError("DeltaScore has no 'hypothesis' sampler to draw from: add one to its conf, "
+                             "e.g. hypothesis: {name: teacher_forced}")
         hyp, hyp_lengths = self.hypothesis(ref, lengths, **streams)
         if self.align == "dtw":
             return hyp.detach(), hyp_lengths, {"ref": dtw_warped_reference(ref, lengths, hyp, hyp_lengths)}
@@ -257,7 +260,7 @@ class DeltaScore(AbsCriterion):
         return hyp.detach(), hyp_lengths, {}
 
     def forward(self, hyp: torch.Tensor, ref: torch.Tensor, lengths: torch.Tensor, grad: torch.Tensor,
-                **_) -> Tuple[torch.Tensor, Dict[str, float]]:
+                sigma: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, Dict[str, float]]:
         if hyp.shape != ref.shape or grad.shape != ref.shape:
             raise ValueError(f"shapes differ: hyp {tuple(hyp.shape)}, ref {tuple(ref.shape)}, grad {tuple(grad.shape)}")
         target = self.scale * (ref - hyp).detach()
@@ -267,7 +270,7 @@ class DeltaScore(AbsCriterion):
         return loss, stats
 
 
-class DenoisingScoreMatching(AbsCriterion):
+class DenoisingScoreMatching(AbsScoreCriterion):
     """Denoising score matching (Vincent 2011) on noisy references Y- = Y+ + sigma * N, sigma log-uniform.
 
     ``target="displacement"`` (default): -grad -> Y+ - Y- = -sigma * N, i.e. the delta criterion on
@@ -279,9 +282,6 @@ class DenoisingScoreMatching(AbsCriterion):
     ``sigma^2 * || -grad - (Y+ - Y-)/sigma^2 ||^2 = || sigma * (-grad) - (Y+ - Y-)/sigma ||^2``.
     Its minimiser is the score of the sigma-smoothed data density, averaged over the sigma range.
     """
-
-    kind = "score"
-    draws_hypothesis = True
 
     def __init__(self, sigma_min: float = 0.05, sigma_max: float = 1.0, target: str = "displacement"):
         super().__init__()
@@ -295,14 +295,14 @@ class DenoisingScoreMatching(AbsCriterion):
         lo, hi = math.log(self.sigma_min), math.log(self.sigma_max)
         return torch.exp(torch.empty(batch, device=device).uniform_(lo, hi))
 
-    def make_hypothesis(self, ref: torch.Tensor, lengths: torch.Tensor, **_):
+    def make_hypothesis(self, ref: torch.Tensor, lengths: torch.Tensor, **streams):
         sigma = self.sample_sigma(ref.size(0), ref.device).to(ref.dtype)
         valid = valid_mask(lengths.to(ref.device), ref.size(1)).unsqueeze(-1).to(ref.dtype)
         hyp = (ref + sigma.view(-1, 1, 1) * torch.randn_like(ref)) * valid
         return hyp.detach(), lengths, {"sigma": sigma}
 
     def forward(self, hyp: torch.Tensor, ref: torch.Tensor, lengths: torch.Tensor, grad: torch.Tensor,
-                sigma: Optional[torch.Tensor] = None, **_) -> Tuple[torch.Tensor, Dict[str, float]]:
+                sigma: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, Dict[str, float]]:
         disp = (ref - hyp).detach()
         if self.target == "displacement":
             pred, target = -grad, disp
@@ -317,37 +317,43 @@ class DenoisingScoreMatching(AbsCriterion):
         return loss, stats
 
 
-CRITERIA = {
-    "binary_nce": BinaryNCE,
-    "ranking_nce": RankingNCE,
-    "delta": DeltaScore,
-    "dsm": DenoisingScoreMatching,
-}
+energy_criterion_choices = ClassChoices(
+    "energy_criterion",
+    classes=dict(binary_nce=BinaryNCE, ranking_nce=RankingNCE),
+    type_check=AbsEnergyCriterion,
+    default="binary_nce",
+)
+score_criterion_choices = ClassChoices(
+    "score_criterion",
+    classes=dict(delta=DeltaScore, dsm=DenoisingScoreMatching),
+    type_check=AbsScoreCriterion,
+    default="delta",
+)
+
+#: Every name a criterion spec may take (``combined`` aside).
+CRITERIA = {**energy_criterion_choices.classes, **score_criterion_choices.classes}
 
 
 def build_criterion(name: str, **conf) -> nn.Module:
     """``name`` from :data:`CRITERIA` (or ``combined`` with ``criteria=[...]``) with its keyword config."""
     if name == "combined":
         return CombinedCriterion(**conf)
-    try:
-        cls = CRITERIA[name]
-    except KeyError:
-        raise ValueError(f"unknown criterion {name!r}; choose from {sorted(CRITERIA) + ['combined']}") from None
-    return cls(**conf)
+    for choices in (energy_criterion_choices, score_criterion_choices):
+        if isinstance(name, str) and name in choices.classes:
+            return choices.get_class(name)(**conf)
+    raise ValueError(f"unknown criterion {name!r}; choose from {sorted(CRITERIA) + ['combined']}")
 
 
-class CombinedCriterion(AbsCriterion):
+class CombinedCriterion(nn.Module):
     """Weighted sum of criteria, configured as a YAML-style list::
 
         [{name: binary_nce, weight: 1.0, conf: {alpha: 0.01}}, {name: delta, weight: 1.0}]
 
     Stats of each member are prefixed with its ``label`` (default: its name; repeated names get ``_2``...).
-    Energy members get ``e_pos``/``e_neg``. Score members either draw their own hypothesis (``make_hypothesis``)
-    and call ``score_fn(hyp, lengths) -> grad`` (the caller's closure over the network and the text, with
-    ``create_graph=True``), or, when they have no hypothesis sampler, use the ``hyp``/``grad`` passed in.
+    Energy members get ``e_pos``/``e_neg``; score members draw their own hypotheses from ``ref``, ``lengths`` and
+    ``streams``, and get dE/dY at them from ``score_fn(hyp, lengths) -> grad`` (the caller's closure over the
+    network and the text, with ``create_graph=True``).
     """
-
-    kind = "combined"
 
     def __init__(self, criteria: Sequence[Mapping[str, Any]]):
         super().__init__()
@@ -357,6 +363,8 @@ class CombinedCriterion(AbsCriterion):
         self.weights: Dict[str, float] = {}
         for spec in criteria:
             name = spec["name"]
+            if name == "combined":
+                raise ValueError("a combined criterion's members are criteria, not another 'combined'")
             label = spec.get("label", name)
             base, i = label, 2
             while label in self.members:
@@ -366,43 +374,34 @@ class CombinedCriterion(AbsCriterion):
 
     @property
     def needs_energies(self) -> bool:
-        return any(m.kind == "energy" for m in self.members.values())
+        return any(isinstance(m, AbsEnergyCriterion) for m in self.members.values())
 
     @property
     def needs_score(self) -> bool:
-        return any(m.kind == "score" for m in self.members.values())
+        return any(isinstance(m, AbsScoreCriterion) for m in self.members.values())
 
     def forward(
         self,
+        *,
+        ref: torch.Tensor,
+        lengths: torch.Tensor,
         e_pos: Optional[torch.Tensor] = None,
         e_neg: Optional[NegEnergies] = None,
-        ref: Optional[torch.Tensor] = None,
-        lengths: Optional[torch.Tensor] = None,
         score_fn: Optional[Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = None,
-        hyp: Optional[torch.Tensor] = None,
-        grad: Optional[torch.Tensor] = None,
         streams: Optional[Mapping[str, Any]] = None,
-        **extra,
     ) -> Tuple[torch.Tensor, Dict[str, float]]:
+        """``e_pos``/``e_neg`` are needed when there is an energy member, ``score_fn`` when there is a score one."""
         total = None
         stats: Dict[str, float] = {}
         for label, member in self.members.items():
-            if member.kind == "energy":
+            if isinstance(member, AbsEnergyCriterion):
                 if e_pos is None or e_neg is None:
                     raise ValueError(f"criterion {label!r} needs e_pos and e_neg")
                 loss, st = member(e_pos, e_neg)
             else:
-                if ref is None or lengths is None:
-                    raise ValueError(f"criterion {label!r} needs ref and lengths")
-                if member.draws_hypothesis and score_fn is not None:
-                    h, hl, ex = member.make_hypothesis(ref, lengths, **dict(streams or {}))
-                    r = ex.pop("ref", ref)  # an aligned criterion brings its own target, on the hypothesis' timing
-                    loss, st = member(hyp=h, ref=r, lengths=hl, grad=score_fn(h, hl), **ex)
-                elif hyp is not None and grad is not None:
-                    loss, st = member(hyp=hyp, ref=ref, lengths=lengths, grad=grad, **extra)
-                else:
-                    raise ValueError(f"criterion {label!r} needs score_fn (to draw its own hypothesis) "
-                                     "or hyp and grad")
+                if score_fn is None:
+                    raise ValueError(f"criterion {label!r} needs score_fn (dE/dY at the hypotheses it draws)")
+                loss, st = member.loss_on_own_hypothesis(ref, lengths, score_fn, **dict(streams or {}))
             weighted = self.weights[label] * loss
             total = weighted if total is None else total + weighted
             stats.update({f"{label}_{k}": v for k, v in st.items()})
@@ -411,6 +410,6 @@ class CombinedCriterion(AbsCriterion):
 
 
 __all__ = [
-    "AbsCriterion", "BinaryNCE", "RankingNCE", "DeltaScore", "DenoisingScoreMatching", "CombinedCriterion",
-    "CRITERIA", "build_criterion", "dtw_warped_reference",
+    "AbsEnergyCriterion", "AbsScoreCriterion", "BinaryNCE", "RankingNCE", "DeltaScore", "DenoisingScoreMatching",
+    "CombinedCriterion", "energy_criterion_choices", "score_criterion_choices", "CRITERIA", "build_criterion",
 ]

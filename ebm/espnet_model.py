@@ -13,9 +13,8 @@ output (the default; a noisy reference when that stream is absent), or its free-
 Langevin decoding starts from, compared with the reference DTW-warped onto its timing (as the ``delta``
 criterion's ``align: dtw`` does). ``refine_gain`` = relative reduction of the mean squared distance; positive is
 good, and it is the default model-selection criterion (``best_model_criterion: [[valid, refine_gain, max]]``).
-An energy trained on free-running hypotheses should be selected on them: on mini_espeak, the checkpoint of
-``train_ebm_score_fr.yaml`` chosen by the teacher-forced gain had a cosine of 0.27 with the free-running correction
-on dev, its last one 0.33.
+An energy trained on free-running hypotheses should be selected on them: a checkpoint chosen by its gain on
+teacher-forced hypotheses need not be the one that corrects free-running ones best.
 """
 
 from typing import Any, Dict, Mapping, Optional, Sequence
@@ -24,7 +23,8 @@ import torch
 from espnet2.train.abs_espnet_model import AbsESPnetModel
 from espnet2.torch_utils.device_funcs import force_gatherable
 
-from ebm.criteria import CombinedCriterion, dtw_warped_reference
+from ebm.alignment import dtw_warped_reference
+from ebm.criteria import CombinedCriterion
 from ebm.energy_network import valid_mask
 from ebm.negative_samplers import MixedSampler
 

@@ -1,6 +1,7 @@
 """Negatives (for NCE) and hypotheses (for score criteria), drawn for a batch of normalised mels.
 
-Call convention, shared by every sampler::
+Every sampler is an :class:`AbsNegativeSampler`, registered by name in :data:`sampler_choices` (ESPnet's
+``ClassChoices``, type-checked against the base class), with one calling convention::
 
     neg_feats, neg_lengths = sampler(feats, feats_lengths, **streams)
 
@@ -13,18 +14,23 @@ batch has; each sampler takes the keywords it needs and ignores the rest:
   ``lambda y, l, index=None: net.energy_and_grad(text if index is None else text[index], ...)``.
 
 Outputs are new tensors (inputs are never modified) with padded frames exactly zero, and no gradient history.
-:class:`MixedSampler` instead returns ``{type: NegativeSet(feats, lengths, index)}``, ``index`` being ``None`` when
-the negatives cover the whole batch and the batch rows they belong to otherwise.
+:class:`MixedSampler` is not a sampler but a container of samplers (as a combined criterion is of criteria): it
+returns ``{type: NegativeSet(feats, lengths, index)}``, ``index`` being ``None`` when the negatives cover the whole
+batch and the batch rows they belong to otherwise. Configs name samplers with :func:`build_sampler`, which also
+translates the keys of :data:`RENAMED_KEYS` (with a warning naming the new key).
 
 The prototype's lesson behind the menu: with only masked and teacher-forced negatives a classifier learns
 "smooth/flat = fake" (a noisy reference then scores as real); noisy-reference, noisy-teacher-forced and
 free-running negatives close those shortcuts.
 """
 
+import logging
 import math
+from abc import ABC, abstractmethod
 from typing import Any, Callable, Dict, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
 
 import torch
+from espnet2.train.class_choices import ClassChoices
 from torch import nn
 
 from ebm.energy_network import valid_mask
@@ -80,10 +86,17 @@ def _log_uniform(batch: int, lo: float, hi: float, device) -> torch.Tensor:
     return torch.exp(torch.empty(batch, device=device).uniform_(math.log(lo), math.log(hi)))
 
 
-class AbsSampler(nn.Module):
-    """Samplers are modules (no parameters) so that configs build them and a MixedSampler can hold them."""
+class AbsNegativeSampler(nn.Module, ABC):
+    """One kind of negative (or score-criterion hypothesis) for a batch of references.
 
-    def forward(self, feats: torch.Tensor, feats_lengths: torch.Tensor, **streams):
+    Samplers are modules (without parameters) so that configs build them and containers hold them. ``forward``
+    takes the streams it needs by keyword and ignores the rest, and returns ``(feats (B, T', D), lengths (B,))``
+    for the same B rows, padded frames zero and detached.
+    """
+
+    @abstractmethod
+    def forward(self, feats: torch.Tensor, feats_lengths: torch.Tensor,
+                **streams) -> Tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError
 
 
@@ -110,7 +123,7 @@ def _exact_span_mask(n: int, k: int, span: Tuple[int, int], device) -> torch.Ten
     return mask
 
 
-class RandomMasking(AbsSampler):
+class RandomMasking(AbsNegativeSampler):
     """Masks time spans and/or mel bands of the reference so a fraction ``ratio`` of its valid cells is hit.
 
     The paper's best single negative, at about 25-30% distortion. ``ratio`` is a number or a [low, high] range
@@ -167,7 +180,7 @@ class RandomMasking(AbsSampler):
         return _zero_padding(out, feats_lengths), feats_lengths
 
 
-class SpecAugmentDistortion(AbsSampler):
+class SpecAugmentDistortion(AbsNegativeSampler):
     """SpecAugment-style distortion of the reference with ESPnet's own layers (TimeWarp, MaskAlongAxis).
 
     Applied per utterance on its valid frames: ESPnet's batch call draws mask positions over the padded length
@@ -206,7 +219,7 @@ class SpecAugmentDistortion(AbsSampler):
         return out, feats_lengths
 
 
-class GaussianNoise(AbsSampler):
+class GaussianNoise(AbsNegativeSampler):
     """A stream plus sigma * N(0, I), sigma log-uniform in [sigma_min, sigma_max] per utterance.
 
     ``source``: ``reference`` or ``teacher_forced`` (the ``tf_feats`` stream). Noisy references are the negatives
@@ -248,7 +261,7 @@ def _gaussian_blur_time(x: torch.Tensor, sigma: torch.Tensor, lengths: torch.Ten
     return out
 
 
-class OversmoothedReference(AbsSampler):
+class OversmoothedReference(AbsNegativeSampler):
     """The reference made to look like a regression model's output: blurred in time, its variance shrunk.
 
     ``Y- = m + shrink * (blur(Y+) - m)``, with ``m`` the utterance's mean per mel bin, ``shrink`` uniform in
@@ -274,14 +287,14 @@ class OversmoothedReference(AbsSampler):
         return _zero_padding(mean + shrink * (blurred - mean), feats_lengths), feats_lengths
 
 
-class TeacherForced(AbsSampler):
+class TeacherForced(AbsNegativeSampler):
     """The Tacotron 2 teacher-forced prediction (``tf_feats``): a strong, well-aligned negative."""
 
     def forward(self, feats, feats_lengths, **streams):
         return _same_length_stream(feats, feats_lengths, streams, "tf", "TeacherForced").detach(), feats_lengths
 
 
-class FreeRunning(AbsSampler):
+class FreeRunning(AbsNegativeSampler):
     """The Tacotron 2 free-running prediction (``fr_feats``), with its own lengths."""
 
     def forward(self, feats, feats_lengths, **streams):
@@ -294,26 +307,27 @@ class FreeRunning(AbsSampler):
         return _zero_padding(x, lengths), lengths
 
 
-class LangevinSamples(AbsSampler):
+class LangevinSamples(AbsNegativeSampler):
     """Short-run Langevin negatives (contrastive-divergence style): the model's own low-energy mistakes.
 
     From ``init`` (``reference`` or ``teacher_forced``) plus ``init_sigma`` noise, ``steps`` updates
-    ``Y <- Y - step_size * dE/dY + sqrt(2 * step_size) * noise_scale * Z``; ``grad_clip`` (optional) clamps the
-    gradient element-wise (Du & Mordatch 2019). ``energy_fn(feats, lengths[, index=])`` -> (energy, grad) comes
-    from the constructor or the call (the call wins); ``index`` is passed when the rows are a subset of the batch
-    (MixedSampler's ``sample`` mode). The result is detached: no gradient flows through the chain.
+    ``Y <- Y - step_size * dE/dY + sqrt(2 * step_size) * sigma * Z`` (``sigma`` as in decoding's Langevin rule:
+    1 is the rule, 0 plain gradient descent); ``grad_clamp`` (optional) clamps the gradient element-wise to
+    ``[-grad_clamp, grad_clamp]`` (Du & Mordatch 2019). ``energy_fn(feats, lengths[, index=])`` -> (energy,
+    grad) comes from the constructor or the call (the call wins); ``index`` is passed when the rows are a subset of
+    the batch (MixedSampler's ``sample`` mode). The result is detached: no gradient flows through the chain.
     """
 
     def __init__(self, energy_fn: Optional[Callable] = None, steps: int = 10, step_size: float = 0.01,
-                 noise_scale: float = 1.0, init: str = "reference", init_sigma: float = 0.3,
-                 grad_clip: Optional[float] = None):
+                 sigma: float = 1.0, init: str = "reference", init_sigma: float = 0.3,
+                 grad_clamp: Optional[float] = None):
         super().__init__()
         if init not in ("reference", "teacher_forced"):
             raise ValueError(f"init must be reference or teacher_forced, got {init!r}")
         # kept out of nn.Module's registry: a network passed here must not become a second copy of the model
         object.__setattr__(self, "energy_fn", energy_fn)
-        self.steps, self.step_size, self.noise_scale = int(steps), float(step_size), float(noise_scale)
-        self.init, self.init_sigma, self.grad_clip = init, float(init_sigma), grad_clip
+        self.steps, self.step_size, self.sigma = int(steps), float(step_size), float(sigma)
+        self.init, self.init_sigma, self.grad_clamp = init, float(init_sigma), grad_clamp
 
     def forward(self, feats, feats_lengths, energy_fn: Optional[Callable] = None, index=None, **streams):
         fn = energy_fn or self.energy_fn
@@ -327,10 +341,10 @@ class LangevinSamples(AbsSampler):
         for _ in range(self.steps):
             _, grad = fn(y, feats_lengths) if index is None else fn(y, feats_lengths, index=index)
             grad = grad.detach()
-            if self.grad_clip is not None:
-                grad = grad.clamp(-self.grad_clip, self.grad_clip)
+            if self.grad_clamp is not None:
+                grad = grad.clamp(-self.grad_clamp, self.grad_clamp)
             y = y - self.step_size * grad
-            y = y + math.sqrt(2 * self.step_size) * self.noise_scale * torch.randn_like(y)
+            y = y + math.sqrt(2 * self.step_size) * self.sigma * torch.randn_like(y)
             y = _zero_padding(y, feats_lengths).detach()
         return y, feats_lengths
 
@@ -343,7 +357,7 @@ class NegativeSet(NamedTuple):
     index: Optional[torch.Tensor] = None
 
 
-class MixedSampler(AbsSampler):
+class MixedSampler(nn.Module):
     """Several samplers at once, per-type results so NCE statistics can be logged per negative type.
 
     ``samplers``: list of ``{name, conf, weight, label}`` (label defaults to name; repeats get ``_2``...).
@@ -368,7 +382,7 @@ class MixedSampler(AbsSampler):
             base, i = label, 2
             while label in self.members:
                 label, i = f"{base}_{i}", i + 1
-            self.members[label] = build_sampler(spec["name"], **dict(spec.get("conf") or {}))
+            self.members[label] = build_negative_sampler(spec["name"], **dict(spec.get("conf") or {}))
             weights.append(float(spec.get("weight", 1.0)))
         if min(weights) < 0 or sum(weights) <= 0:
             raise ValueError(f"weights must be >= 0 with a positive sum, got {weights}")
@@ -393,28 +407,62 @@ class MixedSampler(AbsSampler):
         return out
 
 
-SAMPLERS = {
-    "random_masking": RandomMasking,
-    "specaug": SpecAugmentDistortion,
-    "gaussian_noise": GaussianNoise,
-    "oversmoothed": OversmoothedReference,
-    "teacher_forced": TeacherForced,
-    "free_running": FreeRunning,
-    "langevin": LangevinSamples,
-    "mixed": MixedSampler,
-}
+sampler_choices = ClassChoices(
+    "negative_sampler",
+    classes=dict(
+        random_masking=RandomMasking,
+        specaug=SpecAugmentDistortion,
+        gaussian_noise=GaussianNoise,
+        oversmoothed=OversmoothedReference,
+        teacher_forced=TeacherForced,
+        free_running=FreeRunning,
+        langevin=LangevinSamples,
+    ),
+    type_check=AbsNegativeSampler,
+    default="random_masking",
+)
+
+#: Every name :func:`build_sampler` takes: the registered samplers and the ``mixed`` container.
+SAMPLERS = {**sampler_choices.classes, "mixed": MixedSampler}
+
+#: Config keys renamed so that each name has one meaning: sampler -> {old key: new key}. ``grad_clip`` is the
+#: trainer's norm clip in ESPnet's YAML; ``noise_scale`` is the whole noise std in :mod:`ebm.langevin`.
+RENAMED_KEYS = {"langevin": {"grad_clip": "grad_clamp", "noise_scale": "sigma"}}
 
 
-def build_sampler(name: str, **conf) -> AbsSampler:
-    """``name`` from :data:`SAMPLERS` with its keyword config."""
-    try:
-        cls = SAMPLERS[name]
-    except KeyError:
-        raise ValueError(f"unknown sampler {name!r}; choose from {sorted(SAMPLERS)}") from None
-    return cls(**conf)
+def translate_renamed_keys(name: str, conf: Mapping[str, Any]) -> Dict[str, Any]:
+    """``conf`` with the old keys of sampler ``name`` renamed, each logged as a warning that names the new key."""
+    conf = dict(conf)
+    for old, new in RENAMED_KEYS.get(name, {}).items():
+        if old not in conf:
+            continue
+        if new in conf:
+            raise ValueError(f"negative sampler {name!r}: both {old!r} and its new name {new!r} are set; "
+                             f"keep only {new!r}")
+        logging.warning(f"negative sampler {name!r}: config key {old!r} is now {new!r} (same meaning); "
+                        f"rename it in the config")
+        conf[new] = conf.pop(old)
+    return conf
+
+
+def build_negative_sampler(name: str, **conf) -> AbsNegativeSampler:
+    """The registered sampler ``name`` (see :data:`sampler_choices`) with its keyword config."""
+    if not isinstance(name, str) or name not in sampler_choices.classes:
+        raise ValueError(f"unknown sampler {name!r}; choose from {sorted(sampler_choices.classes)}")
+    return sampler_choices.get_class(name)(**translate_renamed_keys(name, conf))
+
+
+def build_sampler(name: str, **conf) -> Union[AbsNegativeSampler, MixedSampler]:
+    """``name`` from :data:`SAMPLERS` with its keyword config: a sampler, or ``mixed`` with ``samplers=[...]``."""
+    if name == "mixed":
+        return MixedSampler(**conf)
+    if not isinstance(name, str) or name not in sampler_choices.classes:
+        raise ValueError(f"unknown sampler {name!r}; choose from {sorted(SAMPLERS)}")
+    return build_negative_sampler(name, **conf)
 
 
 __all__ = [
-    "AbsSampler", "RandomMasking", "SpecAugmentDistortion", "GaussianNoise", "OversmoothedReference", "TeacherForced",
-    "FreeRunning", "LangevinSamples", "MixedSampler", "NegativeSet", "SAMPLERS", "build_sampler",
+    "AbsNegativeSampler", "RandomMasking", "SpecAugmentDistortion", "GaussianNoise", "OversmoothedReference",
+    "TeacherForced", "FreeRunning", "LangevinSamples", "MixedSampler", "NegativeSet", "sampler_choices", "SAMPLERS",
+    "RENAMED_KEYS", "translate_renamed_keys", "build_negative_sampler", "build_sampler",
 ]

@@ -5,6 +5,12 @@ feature extractor and normaliser, so the EBM reads the same tokens and the same 
 baseline. What it adds: the energy network choice, the model options (negative samplers, criteria, refinement
 gain) and two optional data streams from stage 4, ``tf_feats`` and ``fr_feats`` (``npy`` type feats.scp).
 
+The pluggable parts inside ``model_conf`` are registered as ESPnet registers its own, in type-checked
+``ClassChoices``: negative samplers in :data:`ebm.negative_samplers.sampler_choices` (base class
+``AbsNegativeSampler``), criteria in :data:`ebm.criteria.energy_criterion_choices` (``AbsEnergyCriterion``) and
+:data:`ebm.criteria.score_criterion_choices` (``AbsScoreCriterion``). They are not in ``class_choices_list``: the
+model takes lists of them (``samplers``, ``criteria``), not one ``--<name>`` option each.
+
 Import this module before ESPnet parses a config or rebuilds a model (the entry points do): nothing is
 registered in ESPnet's own tables, so every process that imports it, DDP workers included, sees the same task.
 """

@@ -147,18 +147,20 @@ def test_combined_weights_and_prefixes():
     grad = torch.zeros_like(ref)
     comb = build_criterion("combined", criteria=[
         {"name": "binary_nce", "weight": 2.0, "conf": {"alpha": 0.01}},
-        {"name": "delta", "weight": 0.5},
+        {"name": "delta", "weight": 0.5, "conf": {"hypothesis": "teacher_forced"}},  # draws hyp from tf_feats
         {"name": "binary_nce", "weight": 1.0},
     ])
     assert isinstance(comb, CombinedCriterion) and comb.needs_energies and comb.needs_score
-    loss, stats = comb(e_pos=e_pos, e_neg=e_neg, ref=ref, lengths=lengths, hyp=hyp, grad=grad)
+    streams = {"tf_feats": hyp, "tf_feats_lengths": lengths}
+    loss, stats = comb(e_pos=e_pos, e_neg=e_neg, ref=ref, lengths=lengths, score_fn=lambda y, l: grad,
+                       streams=streams)
     b1 = BinaryNCE(alpha=0.01)(e_pos, e_neg)[0]
     b2 = BinaryNCE()(e_pos, e_neg)[0]
     d = DeltaScore()(hyp=hyp, ref=ref, lengths=lengths, grad=grad)[0]
     assert math.isclose(float(loss), float(2 * b1 + 0.5 * d + b2), rel_tol=1e-6)
     assert "binary_nce_acc_mask" in stats and "binary_nce_2_acc_mask" in stats and "delta_score_cos" in stats
     with pytest.raises(ValueError, match="e_pos"):
-        comb(ref=ref, lengths=lengths, hyp=hyp, grad=grad)
+        comb(ref=ref, lengths=lengths, score_fn=lambda y, l: grad, streams=streams)
 
 
 def test_combined_draws_own_hypotheses_through_score_fn():

@@ -71,7 +71,7 @@ def test_delta_on_the_models_own_langevin_samples():
     net = EnergyNetwork(vocab_size=6, odim=8, adim=16, aheads=2, elayers=1, eunits=16, dlayers=1, dunits=16,
                         prenet_layers=1, prenet_chans=8, head_units=8, pooling="sum")
     own = {"name": "langevin", "conf": {"init": "teacher_forced", "init_sigma": 0.0, "steps": 1, "step_size": 1.0,
-                                        "noise_scale": 0.0}}
+                                        "sigma": 0.0}}
     model = ESPnetEBMModel(None, None, net, samplers=[],
                            criteria=[{"name": "delta", "label": "delta_own", "conf": {"hypothesis": own}}])
     text, tl, ref, lengths = _batch()

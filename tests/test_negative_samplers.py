@@ -165,7 +165,7 @@ def test_langevin_update_rule():
     torch.manual_seed(4)
     feats, lengths = _batch()
     # noiseless, from the reference: Y_K = 1 + (1 - lam)^K (Y_0 - 1) for E = 0.5*||Y - 1||^2
-    sampler = LangevinSamples(steps=5, step_size=0.1, noise_scale=0.0, init_sigma=0.0)
+    sampler = LangevinSamples(steps=5, step_size=0.1, sigma=0.0, init_sigma=0.0)
     neg, _ = sampler(feats, lengths, energy_fn=_energy_fn)
     expect = (1 + 0.9 ** 5 * (feats - 1)) * (torch.arange(feats.size(1))[None] < lengths[:, None]).unsqueeze(-1)
     torch.testing.assert_close(neg, expect)

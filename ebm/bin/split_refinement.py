@@ -72,7 +72,7 @@ def main(argv=None):
         from espnet2.layers.global_mvn import GlobalMVN
 
         from ebm.bin.vocode import read_mel
-        from ebm.criteria import dtw_warped_reference
+        from ebm.alignment import dtw_warped_reference
     mvn = GlobalMVN(args.stats_file)
     settings = FeatureSettings.from_args(args)
     refs = dict(read_scp(args.ref_wav_scp))

@@ -25,6 +25,7 @@ Design choices, and why:
 """
 
 import contextlib
+import math
 from typing import List, NamedTuple, Optional
 
 import torch
@@ -275,13 +276,62 @@ CONFIG_KEYS = ("steps", "step_size", "sigma", "temperature", "normalize_grad", "
                "drift_min_bin", "max_abs", "divergence_factor", "seed")
 
 
+# The type of each numeric option (a decode config's batch_size and record_every included), and the options that
+# may be null (off).
+NUMERIC_KEYS = {"steps": int, "step_size": float, "sigma": float, "temperature": float, "grad_clip": float,
+                "update_clip": float, "drift_min_bin": int, "max_abs": float, "divergence_factor": float,
+                "seed": int, "batch_size": int, "record_every": int}
+OPTIONAL_KEYS = ("grad_clip", "update_clip", "max_abs", "divergence_factor", "seed")
+# A mel normalised by the training statistics (global_mvn) lies within a few units of 0; a refined mel beyond this
+# bound is no longer speech, and vocoders fail on it (or make noise), so it is refused before it is written.
+OUTPUT_BOUND = 50.0
+
+
+def config_number(key, value):
+    """``value`` as the int or float option ``key`` takes. PyYAML reads ``1.0e6`` or ``1e-3`` (no dot, or no sign
+    in the exponent) as strings, so numeric strings are converted; anything else raises ValueError naming the key."""
+    kind = NUMERIC_KEYS[key]
+    if value is None and key in OPTIONAL_KEYS:
+        return None
+    number = value
+    if isinstance(value, str):
+        try:
+            number = float(value.strip())
+        except ValueError:
+            number = None
+    if isinstance(number, bool) or not isinstance(number, (int, float)) or number != number:
+        raise ValueError(f"{key}: {value!r} is not a number")
+    if kind is int:
+        if not math.isfinite(number) or number != int(number):
+            raise ValueError(f"{key}: {value!r} is not a whole number")
+        return int(number)
+    return float(number)
+
+
 def langevin_from_config(conf: Optional[dict] = None) -> LangevinSampler:
-    """Build a sampler from a YAML-style dict; unknown keys are an error so a typo cannot silently do nothing."""
+    """Build a sampler from a YAML-style dict; unknown keys are an error so a typo cannot silently do nothing, and
+    numeric options are converted (:func:`config_number`) so that ``1.0e6`` works as it reads."""
     conf = dict(conf or {})
     unknown = sorted(set(conf) - set(CONFIG_KEYS))
     if unknown:
         raise ValueError(f"unknown Langevin option(s) {unknown}; valid: {list(CONFIG_KEYS)}")
+    conf = {k: config_number(k, v) if k in NUMERIC_KEYS else v for k, v in conf.items()}
+    if not isinstance(conf.get("normalize_grad", False), bool):
+        raise ValueError(f"normalize_grad: {conf['normalize_grad']!r} is not true or false")
     return LangevinSampler(**conf)
 
 
-__all__ = ["CONFIG_KEYS", "LangevinSampler", "LangevinResult", "langevin_from_config"]
+def output_problem(feats, bound: float = OUTPUT_BOUND) -> Optional[str]:
+    """Why a refined (normalised) mel must not be written, or None: non-finite cells, or cells beyond ``bound``."""
+    x = torch.as_tensor(feats)
+    finite = torch.isfinite(x)
+    if not bool(finite.all()):
+        return f"{int((~finite).sum())} of its {x.numel()} mel values are not finite"
+    peak = float(x.abs().max()) if x.numel() else 0.0
+    if peak > bound:
+        return f"its mel reaches {peak:.3g} (normalised; speech stays well within +-{bound:g})"
+    return None
+
+
+__all__ = ["CONFIG_KEYS", "LangevinSampler", "LangevinResult", "NUMERIC_KEYS", "OUTPUT_BOUND", "config_number",
+           "langevin_from_config", "output_problem"]

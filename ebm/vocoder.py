@@ -5,6 +5,11 @@ its tag names the output directories (``wav_<tag>``). A neural vocoder silently 
 features differ from the recipe's, so :func:`load_vocoder` refuses a checkpoint whose ``config.yml`` disagrees
 with the recipe's feature settings, or that has no ``stats.h5`` beside it (ESPnet's wrapper skips normalisation
 without it).
+
+The checkpoint is loaded here rather than through ESPnet's wrapper or ``parallel_wavegan.utils.load_model``: both
+read ``config.yml`` with PyYAML's full loader, which runs code written in the file (``!!python/object/apply``).
+Here it is read with the safe loader (tuples, which parallel-wavegan's dumper may write, are read as lists), and the
+``.pkl`` with ``weights_only=True``; a file that does not load is named as corrupt, with what to do.
 """
 
 import contextlib
@@ -77,13 +82,86 @@ def check_pwg_config(config, settings, where):
             got = config.get("fft_size")
         if got is None:
             bad.append(f"{theirs} is missing (recipe: {want})")
-        elif float(got) != float(want):
+            continue
+        try:
+            number = float(got)  # PyYAML reads 2.205e4 (no sign in the exponent) as a string
+        except (TypeError, ValueError):
+            bad.append(f"{theirs}={got!r} is not a number (recipe: {want})")
+            continue
+        if number != float(want):
             bad.append(f"{theirs}={got} but the recipe's --{ours} is {want}")
     if bad:
         raise EbmError(
             f"the vocoder {where} does not match the recipe's features: " + "; ".join(bad)
             + ". Train a vocoder on these features (egs/<corpus>/voc1) or run the recipe with its settings"
         )
+
+
+class _ConfigLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, plus ``!!python/tuple`` read as a list (parallel-wavegan dumps with ``yaml.Dumper``)."""
+
+
+_ConfigLoader.add_constructor("tag:yaml.org,2002:python/tuple", lambda loader, node: loader.construct_sequence(node))
+
+
+def read_vocoder_config(config_file):
+    """A vocoder's config.yml as a dict, read without running anything it names (see the module docstring)."""
+    try:
+        with open(config_file, encoding="utf-8") as f:
+            config = yaml.load(f, Loader=_ConfigLoader)  # noqa: S506 (a safe loader)
+    except yaml.YAMLError as e:
+        detail = " ".join(str(e).split())
+        raise EbmError(
+            f"{config_file} is refused: it is not a plain YAML config ({detail[:300]}). A vocoder config holds "
+            "values only; a python tag (!!python/...) would run code when loaded. Use the config.yml written by the "
+            "vocoder's training (egs/<corpus>/voc1) or by ebm.bin.fetch_vocoder"
+        ) from None
+    except UnicodeDecodeError as e:
+        raise EbmError(f"{config_file} is not UTF-8 text ({e}); use the config.yml of the vocoder's training") \
+            from None
+    if config is None:
+        config = {}
+    if not isinstance(config, dict):
+        raise EbmError(f"{config_file} is not a YAML mapping: not a parallel-wavegan config.yml")
+    return config
+
+
+def build_generator(vocoder_file, config, stats_file):
+    """The generator of a parallel-wavegan ``.pkl`` (weights only), with its statistics, ready for inference."""
+    fix = (f"download it again (python -m ebm.bin.fetch_vocoder) or take a checkpoint-*steps.pkl written by the "
+           f"vocoder's training (egs/<corpus>/voc1)")
+    try:
+        state = torch.load(vocoder_file, map_location="cpu", weights_only=True)
+    except Exception as e:  # EOFError, UnpicklingError, RuntimeError (zip), ...: the file is damaged or foreign
+        reason = " ".join(str(e).split()[:12]) or type(e).__name__
+        raise EbmError(f"{vocoder_file} is corrupt or not a parallel-wavegan checkpoint ({type(e).__name__}: "
+                       f"{reason[:120]}...); {fix}") from None
+    generator = state.get("model", {}).get("generator") if isinstance(state, dict) else None
+    if not isinstance(generator, dict):
+        raise EbmError(f"{vocoder_file} is not a parallel-wavegan checkpoint (no model.generator weights); {fix}")
+    with contextlib.redirect_stdout(io.StringIO()):
+        import parallel_wavegan.models
+    generator_type = config.get("generator_type", "ParallelWaveGANGenerator")
+    model_class = getattr(parallel_wavegan.models, str(generator_type), None)
+    params = config.get("generator_params")
+    if model_class is None or not isinstance(params, dict):
+        raise EbmError(f"the config.yml beside {vocoder_file} names no known generator (generator_type "
+                       f"{generator_type!r}, generator_params {'missing' if params is None else 'given'}); use the "
+                       "config.yml of the vocoder's training")
+    # parallel-wavegan's own loader corrects this old typo of its configs the same way
+    params = {k.replace("upsample_kernal_sizes", "upsample_kernel_sizes"): v for k, v in params.items()}
+    try:
+        model = model_class(**params)
+        model.load_state_dict(generator)
+    except (TypeError, RuntimeError, ValueError) as e:
+        detail = " ".join(str(e).split())
+        raise EbmError(f"{vocoder_file} does not match the generator its config.yml describes ({detail[:200]}); "
+                       "keep each checkpoint with the config.yml of its own training") from None
+    if generator_type != "VQVAE":  # as parallel-wavegan's loader: VQVAE has no feature statistics
+        model.register_stats(stats_file)
+    if hasattr(model, "remove_weight_norm"):
+        model.remove_weight_norm()
+    return model
 
 
 class GriffinLim:
@@ -130,8 +208,7 @@ class ParallelWaveGAN:
         config_file = os.path.join(vdir, "config.yml")
         if not os.path.isfile(config_file):
             raise EbmError(f"{config_file} is missing: a parallel-wavegan checkpoint needs its config.yml beside it")
-        with open(config_file) as f:
-            config = yaml.load(f, Loader=yaml.Loader) or {}  # written by parallel-wavegan with yaml.Dumper
+        config = read_vocoder_config(config_file)
         stats_file = os.path.join(vdir, "stats.npy" if config.get("format") == "npy" else "stats.h5")
         if not os.path.isfile(stats_file):
             raise EbmError(
@@ -139,9 +216,8 @@ class ParallelWaveGAN:
                 "is silently wrong. Copy the stats.h5 of the vocoder's training (voc1 stage 2) into that directory"
             )
         check_pwg_config(config, settings, vocoder_file)
-        with contextlib.redirect_stdout(io.StringIO()):
-            from espnet2.tts.utils.parallel_wavegan_pretrained_vocoder import ParallelWaveGANPretrainedVocoder
-        self._impl = ParallelWaveGANPretrainedVocoder(vocoder_file, config_file).to(device).eval()
+        self._impl = build_generator(vocoder_file, config, stats_file).to(device).eval()
+        self.normalize_before = hasattr(self._impl, "mean")  # as ESPnet's wrapper: the stats were registered
         self.device = device
         self.fs = settings.fs
         self.n_shift = settings.n_shift
@@ -152,7 +228,8 @@ class ParallelWaveGAN:
     def __call__(self, mel):
         with torch.no_grad():
             x = torch.as_tensor(np.asarray(mel, dtype=np.float32), device=self.device)
-            return self._impl(x).view(-1).cpu().numpy().astype(np.float32)
+            wav = self._impl.inference(x, normalize_before=self.normalize_before)
+            return wav.view(-1).cpu().numpy().astype(np.float32)
 
 
 def load_vocoder(vocoder_file=None, settings=None, griffin_lim_iters=32, device="cpu"):

@@ -270,3 +270,34 @@ def test_real_network_frozen_row_does_not_change_the_others():
     torch.testing.assert_close(res.feats[1, :7], alone.feats[0], atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(res.energies[1], alone.energies[0], atol=1e-5, rtol=1e-4)
     assert not torch.equal(alone.feats[0], init[1, :7])
+
+
+def test_numbers_pyyaml_reads_as_strings_are_converted():
+    import yaml
+
+    conf = yaml.safe_load("steps: 3e2\nstep_size: 1.0e6\nmax_abs: 1e1\nseed: null\n")
+    assert conf["step_size"] == "1.0e6"  # PyYAML's YAML 1.1 reading, which used to crash the sampler
+    s = langevin_from_config(conf)
+    assert (s.steps, s.step_size, s.max_abs, s.seed) == (300, 1.0e6, 10.0, None)
+    assert isinstance(s.steps, int) and isinstance(s.step_size, float)
+
+
+@pytest.mark.parametrize("conf,key", [({"step_size": "fast"}, "step_size"), ({"steps": 2.5}, "steps"),
+                                      ({"sigma": True}, "sigma"), ({"steps": None}, "steps"),
+                                      ({"normalize_grad": "yes"}, "normalize_grad")])
+def test_non_numbers_are_refused_naming_the_key(conf, key):
+    with pytest.raises(ValueError, match=f"^{key}: "):
+        langevin_from_config(conf)
+
+
+def test_output_problem_flags_non_finite_and_far_out_mels():
+    from ebm.langevin import OUTPUT_BOUND, output_problem
+
+    ok = torch.randn(20, D) * 3
+    assert output_problem(ok) is None
+    far = ok.clone()
+    far[3, 1] = 6.8e3
+    assert "reaches 6.8e+03" in output_problem(far) and OUTPUT_BOUND < 6.8e3
+    bad = ok.clone()
+    bad[0, 0] = float("nan")
+    assert "1 of its 80 mel values are not finite" == output_problem(bad)

@@ -100,3 +100,50 @@ def test_vocode_cli_analysis_synthesis_and_wrong_rate(tmp_path):
     proc = run_module("ebm.bin.vocode", "--wav_scp", tmp_path / "wav2.scp", "--output_dir", tmp_path / "out2")
     assert proc.returncode == 1 and "utt2" in proc.stderr and "16000 Hz" in proc.stderr
     assert not (tmp_path / "out2" / "wav.scp").exists()
+
+
+def test_a_config_with_python_tags_is_refused_and_runs_nothing(tmp_path, monkeypatch):
+    """`yaml.Loader` would run os.system while reading the config; the safe loader refuses the tag."""
+    d = pwg_dir(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    with open(d / "config.yml", "a") as f:
+        f.write('x: !!python/object/apply:os.system ["touch pwned"]\n')
+    with pytest.raises(EbmError, match="config.yml is refused: it is not a plain YAML config") as e:
+        load_vocoder(str(d / "checkpoint-10steps.pkl"), FeatureSettings())
+    assert "python/object/apply:os.system" in str(e.value)
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_a_config_with_tuples_as_parallel_wavegan_dumps_them_still_loads(tmp_path):
+    d = pwg_dir(tmp_path)
+    text = (d / "config.yml").read_text()
+    (d / "config.yml").write_text(text + "extra: !!python/tuple [1, 2]\n")
+    assert isinstance(load_vocoder(str(d / "checkpoint-10steps.pkl"), FeatureSettings()), ParallelWaveGAN)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "not_a_vocoder"])
+def test_a_corrupt_checkpoint_is_named_as_such_without_unsafe_advice(tmp_path, damage):
+    d = pwg_dir(tmp_path)
+    pkl = d / "checkpoint-10steps.pkl"
+    if damage == "truncated":
+        pkl.write_bytes(pkl.read_bytes()[:1000])
+    elif damage == "garbage":
+        pkl.write_bytes(b"\x80\x04not a checkpoint at all" * 10)
+    else:
+        torch.save({"weights": torch.zeros(3)}, pkl)
+    with pytest.raises(EbmError) as e:
+        load_vocoder(str(pkl), FeatureSettings())
+    msg = str(e.value)
+    assert str(pkl) in msg and "not a parallel-wavegan checkpoint" in msg and "fetch_vocoder" in msg
+    assert "weights_only=False" not in msg
+
+
+def test_config_numbers_pyyaml_reads_as_strings_are_compared_as_numbers(tmp_path):
+    d = pwg_dir(tmp_path)
+    text = (d / "config.yml").read_text().replace("sampling_rate: 22050", "sampling_rate: 2.205e4")
+    (d / "config.yml").write_text(text)
+    assert yaml.safe_load(text)["sampling_rate"] == "2.205e4"
+    assert isinstance(load_vocoder(str(d / "checkpoint-10steps.pkl"), FeatureSettings()), ParallelWaveGAN)
+    (d / "config.yml").write_text(text.replace("sampling_rate: 2.205e4", "sampling_rate: fast"))
+    with pytest.raises(EbmError, match="sampling_rate='fast' is not a number"):
+        load_vocoder(str(d / "checkpoint-10steps.pkl"), FeatureSettings())

@@ -22,7 +22,7 @@ import yaml
 
 from ebm.cli import EbmError, run, setup_logging
 from ebm.io import read_scp, write_atomic
-from ebm.langevin import CONFIG_KEYS, langevin_from_config
+from ebm.langevin import CONFIG_KEYS, config_number, langevin_from_config, output_problem
 
 
 def get_parser():
@@ -113,8 +113,13 @@ def main(argv=None):
     if args.config:
         with open(args.config) as f:
             conf = yaml.safe_load(f) or {}
-    batch_size = int(conf.pop("batch_size", 8))
-    record_every = int(conf.pop("record_every", 1))
+        if not isinstance(conf, dict):
+            raise EbmError(f"{args.config} is not a YAML mapping of Langevin options")
+    try:
+        batch_size = config_number("batch_size", conf.pop("batch_size", 8))
+        record_every = config_number("record_every", conf.pop("record_every", 1))
+    except ValueError as e:
+        raise EbmError(f"{args.config}: {e}; fix the value") from None
     overrides = ("steps", "step_size", "sigma", "drift_min_bin")  # the sampler options the command line sets
     for key in overrides:
         if getattr(args, key) is not None:
@@ -146,8 +151,14 @@ def main(argv=None):
     os.makedirs(args.output_dir, exist_ok=True)
     energy_lines, stop_lines, rtf_lines = [], [], []
     out = args.output_dir
-    with NpyScpWriter(f"{out}/norm", f"{out}/norm/feats.scp") as norm_w, \
-            NpyScpWriter(f"{out}/denorm", f"{out}/denorm/feats.scp") as denorm_w:
+    # the feats.scp are written under a temporary name and renamed once every utterance passed its check
+    scps = {sub: (f"{out}/{sub}/feats.scp.tmp", f"{out}/{sub}/feats.scp") for sub in ("norm", "denorm")}
+    for tmp, final in scps.values():
+        for path in (tmp, final):
+            if os.path.exists(path):
+                os.remove(path)
+    with NpyScpWriter(f"{out}/norm", scps["norm"][0]) as norm_w, \
+            NpyScpWriter(f"{out}/denorm", scps["denorm"][0]) as denorm_w:
         for start in range(0, len(keys), batch_size):
             batch = keys[start:start + batch_size]
             tokens = [torch.as_tensor(preprocess(k, {"text": texts[k]})["text"]) for k in batch]
@@ -167,12 +178,20 @@ def main(argv=None):
                 denorm, _ = model.normalize.inverse(res.feats.clone(), fl.to(device))
             for i, k in enumerate(batch):
                 n = int(fl[i])
+                problem = output_problem(res.feats[i, :n])
+                if problem is not None:
+                    raise EbmError(
+                        f"utterance {k}: the Langevin chain's output is not written: {problem}. Set max_abs (e.g. "
+                        f"10) in the decode config {args.config or '(none)'} so that a chain leaving the normalised "
+                        "range stops at its last sane state, or lower step_size")
                 norm_w[k] = res.feats[i, :n].cpu().numpy()
                 denorm_w[k] = denorm[i, :n].cpu().numpy()
                 energy_lines.append(f"{k} " + " ".join(f"{e:.5g}" for e in res.energies[i].tolist()) + "\n")
                 if res.stopped[i]:
                     stop_lines.append(f"{k} step={int(res.stop_step[i])} reason={res.reasons[i]}\n")
                 rtf_lines.append(f"{k} {seconds * n / int(fl.sum()):.4f} {n}\n")
+    for tmp, final in scps.values():
+        os.replace(tmp, final)
     for name, lines in [("energy", energy_lines), ("stopped", stop_lines), ("rtf", rtf_lines)]:
         write_atomic(f"{out}/{name}", "".join(sorted(lines)))
     settings = describe(sampler, train_args, energy, experts, args, batch_size)

@@ -26,7 +26,7 @@ import yaml
 
 from ebm.cli import EbmError, run, setup_logging
 from ebm.io import read_scp
-from ebm.langevin import langevin_from_config
+from ebm.langevin import langevin_from_config, output_problem
 from ebm.vocoder import FeatureSettings, load_vocoder
 
 
@@ -66,7 +66,11 @@ class EBMText2Speech:
         conf.pop("batch_size", None)
         conf.pop("record_every", None)
         conf.update({k: v for k, v in langevin_overrides.items() if v is not None})
-        self.sampler = langevin_from_config(conf)
+        try:
+            self.sampler = langevin_from_config(conf)
+        except ValueError as e:  # a bad value in the decode config or among the overrides
+            where = langevin_config if isinstance(langevin_config, str) else "the Langevin options"
+            raise EbmError(f"{where}: {e}; fix the value") from None
         fe = dict(ebm_args.feats_extract_conf or {})
         self.settings = FeatureSettings(fe.get("fs", 22050), fe.get("n_fft", 1024), fe.get("hop_length", 256),
                                         fe.get("win_length"), fe.get("n_mels", 80), fe.get("fmin", 80),
@@ -80,8 +84,12 @@ class EBMText2Speech:
         return self.settings.fs
 
     def _tokens(self, text):
-        if not text or not text.strip():
-            raise EbmError("the text is empty")
+        from ebm.text_check import transcript_problem  # the rule stages 1-2 apply to the corpus
+
+        cleaner = getattr(self.ebm_preprocess, "text_cleaner", None)
+        problem = transcript_problem(text, cleaner.cleaner_types if cleaner is not None else None)
+        if problem is not None:
+            raise EbmError(problem)
         ids = np.asarray(self.ebm_preprocess("utt", {"text": text})["text"])
         if ids.size == 0:
             raise EbmError(f"no tokens are left of {text!r} after the recipe's cleaner")
@@ -99,6 +107,11 @@ class EBMText2Speech:
         with torch.enable_grad():
             res = self.sampler.run(self.ebm.energy_network, tokens[None], torch.tensor([len(tokens)]).to(self.device),
                                    y, lengths)
+        problem = output_problem(res.feats[0])
+        if problem is not None:
+            raise EbmError(f"the Langevin chain's output is not vocoded: {problem}. Set max_abs (e.g. 10) in the "
+                           "Langevin config so that a chain leaving the normalised range stops at its last sane "
+                           "state, or lower step_size")
         refined = res.feats
         if self.ebm.normalize is not None:
             refined, _ = self.ebm.normalize.inverse(res.feats.clone(), lengths)

@@ -36,8 +36,9 @@ MEL_DIR = "mels"
 MAX_MEL_WIDTH = 400  # pixels: longer utterances are averaged over time so that the images stay small
 
 # Known eval metrics first, in this order and with these headers; any other scalar in the records follows.
-METRIC_LABELS = {"mcd": "MCD (dB)", "log_f0_rmse": "log-F0 RMSE", "vde": "VDE", "gpe": "GPE", "ffe": "FFE",
-                 "rtf": "RTF"}
+METRIC_LABELS = {"mcd": "MCD (dB)", "predicted_mos": "predicted MOS", "mel_distance": "mel distance (dB)",
+                 "mcd_silence_share": "MCD share in silence", "log_f0_rmse": "log-F0 RMSE", "vde": "VDE",
+                 "gpe": "GPE", "ffe": "FFE", "rtf": "RTF"}
 NOT_METRICS = {"n_utts"}
 
 CSS = """

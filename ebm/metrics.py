@@ -39,6 +39,26 @@ F0 errors (:func:`f0_errors`)
 
     DTW may pair digital silence inserted in ``gen`` with silence of ``ref`` (and the voiced frames it replaced
     with one neighbour), so a dropped stretch next to a pause costs less VDE than its length suggests.
+
+Silence (:func:`silent_frames`) and the silence share of MCD (``mcd_silence_share``)
+    A frame of the reference (MCD framing) is silent when its energy (sum of squared samples) is more than
+    :data:`SILENCE_DB` dB below the utterance's loudest frame; digital silence always is. The share is the part of
+    the MCD sum along the DTW path taken at points whose reference frame is silent (0 when MCD is 0). MCD does not
+    remove silence, so a vocoder's or a model's noise floor in pauses counts as much as speech; the share says how
+    much of a system's MCD, and of a difference between systems, comes from pauses.
+
+Mel distance (:func:`mel_distance`), in dB
+    The vocoder-free distance between two log mels as the TTS models output them (ESPnet's LogMelFbank: log10 of
+    the mel amplitude): DTW with Euclidean frame distance, then the mean over the path of the RMS over mel bins of
+    ``20 * (mel_ref - mel_gen)``. An acoustic model is judged on it before any vocoder touches its output; it is
+    0 for the reference's own mel.
+
+Predicted MOS (:func:`predicted_mos`)
+    DistillMOS (Stahl and Gamper, 2025; PyPI ``distillmos``, weights inside the wheel): a CNN-Transformer
+    distilled from an XLS-R speech quality model, 1 (bad) to 5 (excellent). The signal is resampled to its rate
+    (:data:`MOS_FS`) and scored as the package's own inference does: zero-padded to 7.68 s, longer signals
+    averaged over overlapping 7.68 s windows, peak-normalised (the level does not matter). It listens to the
+    audio, so unlike MCD it cannot be lowered by audio that is closer on average but sounds worse.
 """
 
 import os
@@ -56,6 +76,12 @@ MCEP_ALPHA = {16000: 0.41, 22050: 0.45, 24000: 0.466, 44100: 0.544, 48000: 0.554
 
 #: Relative F0 deviation above which a voiced-in-both frame is a gross pitch error.
 GPE_THRESHOLD = 0.2
+
+#: A reference frame whose energy is more than this many dB below the utterance's loudest frame is silent.
+SILENCE_DB = 40.0
+
+#: DistillMOS' sample rate.
+MOS_FS = 16000
 
 _INT16_SCALE = 32768.0
 
@@ -145,10 +171,92 @@ def dtw_path(a: np.ndarray, b: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     return wp[:, 0].copy(), wp[:, 1].copy()
 
 
-def _mcd(ref_mcep: np.ndarray, gen_mcep: np.ndarray) -> float:
+def _mcd_path(ref_mcep: np.ndarray, gen_mcep: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """The reference frame of each DTW path point and the point's distortion in dB (MCD is their mean)."""
     i, j = dtw_path(ref_mcep, gen_mcep)
     diff2 = np.sum((ref_mcep[i] - gen_mcep[j]) ** 2, axis=1)
-    return float(np.mean(10.0 / np.log(10.0) * np.sqrt(2.0 * diff2)))
+    return i, 10.0 / np.log(10.0) * np.sqrt(2.0 * diff2)
+
+
+def _mcd(ref_mcep: np.ndarray, gen_mcep: np.ndarray) -> float:
+    return float(np.mean(_mcd_path(ref_mcep, gen_mcep)[1]))
+
+
+def _silent(x: np.ndarray, n_fft: int, n_shift: int, threshold_db: float) -> np.ndarray:
+    if len(x) < n_fft:
+        x = np.pad(x, (0, n_fft - len(x)))
+    starts = np.arange(0, len(x) - n_fft + 1, n_shift)
+    cum = np.concatenate([[0.0], np.cumsum(x * x)])
+    energy = cum[starts + n_fft] - cum[starts]
+    peak = energy.max()
+    if peak <= 0:
+        return np.ones(len(starts), dtype=bool)  # digital silence throughout
+    return energy < peak * 10.0 ** (-threshold_db / 10.0)
+
+
+def silent_frames(wav, fs: int, n_fft: int = 1024, n_shift: int = 256, threshold_db: float = SILENCE_DB) -> np.ndarray:
+    """Per frame of the MCD framing, whether it is silent: energy more than ``threshold_db`` below the loudest."""
+    fs = _check_fs(fs)
+    return _silent(_signal(wav, fs), n_fft, n_shift, threshold_db)
+
+
+def mcd_silence_share(ref_mcep: np.ndarray, ref_silent: np.ndarray, gen_mcep: np.ndarray) -> float:
+    """The share of the MCD sum taken at path points whose reference frame is silent (0 when MCD is 0)."""
+    if len(ref_silent) != len(ref_mcep):
+        raise EbmError(f"{len(ref_silent)} silence flags for {len(ref_mcep)} reference frames; frame both alike")
+    return _silence_share(*_mcd_path(ref_mcep, gen_mcep), ref_silent)
+
+
+def _silence_share(i: np.ndarray, dist: np.ndarray, ref_silent: np.ndarray) -> float:
+    total = float(dist.sum())
+    return float(dist[ref_silent[i]].sum()) / total if total > 0 else 0.0
+
+
+def mel_distance(ref_mel: np.ndarray, gen_mel: np.ndarray) -> float:
+    """Mean over the DTW path of the RMS over mel bins of ``20 * (ref - gen)``, in dB, for two (T, n_mels) log10
+    mel amplitudes (see the module docstring)."""
+    ref_mel, gen_mel = np.asarray(ref_mel, dtype=np.float64), np.asarray(gen_mel, dtype=np.float64)
+    for what, m in (("reference", ref_mel), ("generated", gen_mel)):
+        if m.ndim != 2 or len(m) == 0:
+            raise EbmError(f"the {what} mel has shape {m.shape}; give (frames, n_mels) with at least one frame")
+        if not np.all(np.isfinite(m)):
+            raise EbmError(f"the {what} mel has non-finite values; its decode failed")
+    i, j = dtw_path(ref_mel, gen_mel)
+    return float(np.mean(20.0 * np.sqrt(np.mean((ref_mel[i] - gen_mel[j]) ** 2, axis=1))))
+
+
+_MOS_MODEL = None
+
+
+def _mos_model():
+    """DistillMOS, loaded once per process (its constructor reads the weights and prints to stdout)."""
+    global _MOS_MODEL
+    if _MOS_MODEL is None:
+        import contextlib
+        import io
+
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):
+                import distillmos
+        except ImportError as e:
+            raise EbmError(f"predicted MOS needs the package distillmos ({e}); run tools/install.sh") from None
+        with contextlib.redirect_stdout(io.StringIO()):
+            _MOS_MODEL = distillmos.ConvTransformerSQAModel().eval()
+    return _MOS_MODEL
+
+
+def predicted_mos(wav, fs: int) -> float:
+    """DistillMOS' predicted MOS (1-5) of one signal (see the module docstring); the model is loaded once."""
+    import torch
+    import torchaudio
+
+    fs = _check_fs(fs)
+    x = torch.from_numpy(_signal(wav, fs) / _INT16_SCALE).float()
+    if fs != MOS_FS:
+        x = torchaudio.functional.resample(x, fs, MOS_FS)
+    model = _mos_model()
+    with torch.no_grad():
+        return float(model(x[None])[0])
 
 
 def mcd(ref_wav, gen_wav, fs: int, n_fft: int = 1024, n_shift: int = 256, order: int = 34,
@@ -211,7 +319,7 @@ def f0_errors(ref_wav, gen_wav, fs: int, n_shift: int = 256, n_fft: int = 1024, 
 
 def analyse(wav, fs: int, n_shift: int = 256, n_fft: int = 1024, order: int = 34, alpha: Optional[float] = None,
             f0_floor: float = 40.0, f0_ceil: float = 800.0, what: str = "wav") -> Dict[str, np.ndarray]:
-    """What the metrics need of one signal: ``{mcep (MCD framing), mcep_centered, f0}``.
+    """What the metrics need of one signal: ``{mcep (MCD framing), mcep_centered, f0, silent (MCD framing)}``.
 
     Analyse a reference once and score many systems against it (:func:`score_analyses`). The unpadded
     mel-cepstrum is a slice of the centred one whenever ``n_fft / 2`` is a whole number of hops (1024 / 256), so
@@ -227,12 +335,15 @@ def analyse(wav, fs: int, n_shift: int = 256, n_fft: int = 1024, order: int = 34
         plain = centered[offset: offset + 1 + (len(x) - n_fft) // n_shift]
     else:
         plain = _mcep(x, fs, n_fft, n_shift, order, alpha, False)
-    return {"mcep": plain, "mcep_centered": centered, "f0": _f0(x, fs, n_shift, f0_floor, f0_ceil)}
+    return {"mcep": plain, "mcep_centered": centered, "f0": _f0(x, fs, n_shift, f0_floor, f0_ceil),
+            "silent": _silent(x, n_fft, n_shift, SILENCE_DB)}
 
 
 def score_analyses(ref: Dict[str, np.ndarray], gen: Dict[str, np.ndarray]) -> Dict[str, float]:
-    """All metrics from two :func:`analyse` results: ``{mcd, log_f0_rmse, vde, gpe, ffe, n_frames}``."""
-    scores = {"mcd": _mcd(ref["mcep"], gen["mcep"])}
+    """The signal-pair metrics from two :func:`analyse` results: ``{mcd, mcd_silence_share, log_f0_rmse, vde, gpe,
+    ffe, n_frames}``."""
+    i, dist = _mcd_path(ref["mcep"], gen["mcep"])
+    scores = {"mcd": float(np.mean(dist)), "mcd_silence_share": _silence_share(i, dist, ref["silent"])}
     scores.update(_f0_errors(ref["mcep_centered"], ref["f0"], gen["mcep_centered"], gen["f0"]))
     return scores
 
@@ -276,6 +387,6 @@ def common_voiced_f0(ref: Dict[str, np.ndarray], gens) -> Dict[str, np.ndarray]:
 def score_pair(ref_wav, gen_wav, fs: int, n_shift: int = 256, n_fft: int = 1024, order: int = 34,
                alpha: Optional[float] = None, f0_floor: float = 40.0,
                f0_ceil: float = 800.0) -> Dict[str, float]:
-    """All metrics of one utterance: ``{mcd, log_f0_rmse, vde, gpe, ffe, n_frames}``; reads each signal once."""
+    """The signal-pair metrics of one utterance (:func:`score_analyses`); reads each signal once."""
     opts = dict(fs=fs, n_shift=n_shift, n_fft=n_fft, order=order, alpha=alpha, f0_floor=f0_floor, f0_ceil=f0_ceil)
     return score_analyses(analyse(ref_wav, what="reference wav", **opts), analyse(gen_wav, what="generated wav", **opts))

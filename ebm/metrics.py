@@ -69,6 +69,7 @@ import pysptk
 import pyworld
 import soundfile as sf
 
+from ebm.alignment import dtw_path  # noqa: F401  (the one DTW; metrics align along it)
 from ebm.cli import EbmError
 
 #: All-pass constant of the mel-cepstrum per sample rate (approximates the mel scale at that rate).
@@ -154,21 +155,6 @@ def mel_cepstrum(wav, fs: int, n_fft: int = 1024, n_shift: int = 256, order: int
     """
     fs = _check_fs(fs)
     return _mcep(_signal(wav, fs), fs, n_fft, n_shift, order, alpha, center)
-
-
-def dtw_path(a: np.ndarray, b: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-    """Index arrays ``(i, j)``, increasing, of the exact DTW path between ``a (Ta, D)`` and ``b (Tb, D)``."""
-    import librosa  # heavy import, needed only here
-
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    a, b = (a[:, None] if a.ndim == 1 else a), (b[:, None] if b.ndim == 1 else b)  # 1-D: one value per frame
-    if len(a) == 0 or len(b) == 0:
-        raise EbmError(f"DTW needs frames on both sides (got {len(a)} and {len(b)})")
-    if a.shape[1] != b.shape[1]:
-        raise EbmError(f"DTW needs equal feature sizes (got {a.shape[1]} and {b.shape[1]})")
-    _, wp = librosa.sequence.dtw(X=a.T, Y=b.T, metric="euclidean")
-    wp = wp[::-1]  # librosa backtracks from the end
-    return wp[:, 0].copy(), wp[:, 1].copy()
 
 
 def _mcd_path(ref_mcep: np.ndarray, gen_mcep: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:

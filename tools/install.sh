@@ -30,6 +30,7 @@ verify() {
     "${venv}/bin/python" - "${top_dir}" <<'PY'
 import os, sys
 import torch, torchaudio, espnet, kaldiio, sentencepiece, yaml, numpy, pytest, espeakng_loader  # noqa: F401
+import distillmos  # noqa: F401  (stage 7's predicted MOS; its weights ship inside the wheel)
 import espnet2.tasks.tts  # noqa: F401  (imports torchaudio's compiled library: catches a torch mismatch)
 import parallel_wavegan.layers  # noqa: F401  (needs the SciPy shim)
 import ebm
@@ -68,9 +69,28 @@ write_scipy_shim() {
         > "${site}/ebm_compat.pth"
 }
 
+# g2p_en (ESPnet's English phonemes, as the model zoo's LJSpeech Tacotron 2 uses) needs NLTK's CMU dictionary and
+# tagger. Optional: fetched into the venv (on NLTK's default path) when a network allows, never failing the
+# install; a recipe that needs them and lacks them stops saying how to install them (ebm.bin.check_g2p).
+fetch_nltk_data() {
+    local find='import nltk, sys; [nltk.data.find(n) for n in ("corpora/cmudict", "taggers/averaged_perceptron_tagger_eng")]'
+    "${venv}/bin/python" -c "${find}" >/dev/null 2>&1 && return 0
+    [ ! -e "${venv}/.nltk_tried" ] || return 0  # tried once already (rm the file to try again)
+    touch "${venv}/.nltk_tried"
+    log "fetching NLTK data for --g2p g2p_en (cmudict, averaged_perceptron_tagger_eng) into ${venv}/nltk_data"
+    timeout 300 "${venv}/bin/python" -m nltk.downloader -q -d "${venv}/nltk_data" \
+        cmudict averaged_perceptron_tagger_eng >/dev/null 2>&1 || true
+    if "${venv}/bin/python" -c "${find}" >/dev/null 2>&1; then
+        log "NLTK data installed"
+    else
+        log "NLTK data not fetched (no network?): optional; recipes with --g2p g2p_en will say how to add it"
+    fi
+}
+
 if ! ${force} && [ -f "${stamp}" ] && [ "$(cat "${stamp}")" = "${key}" ]; then
     if verify >/dev/null 2>&1; then
         log "environment ${venv} is up to date"
+        fetch_nltk_data
         exit 0
     fi
     log "environment ${venv} is installed but does not import this checkout's ebm: relinking"
@@ -118,4 +138,5 @@ write_scipy_shim
 log "verifying imports"
 verify || die "the installed environment does not import (see above); rerun with --force"
 echo "${key}" > "${stamp}"
+fetch_nltk_data
 log "done: ${venv}"

@@ -1,89 +1,77 @@
-"""Refuse an imported Tacotron 2 whose tokens or features differ from the recipe's.
+"""Refuse a baseline Tacotron 2 whose tokens, text front end or features differ from the recipe's.
 
 The baseline's outputs become the EBM's negatives and initial hypotheses, so they must live in the recipe's
-feature space and read the recipe's tokens. Every setting that differs is named, with both values.
+feature space and read the recipe's tokens. Every setting that differs is named, with both values. Stage 3 runs
+this on an imported model; stage 2 also gives ``--text``: every transcript the recipe will read must tokenise
+within the model's token list (the recipe cannot add tokens to a trained model), and each one that does not is
+named. The logic is ebm.baseline_import's and ebm.text_frontend's.
 """
 
 import argparse
 import logging
 import os
 
-import yaml
-
+from ebm.baseline_import import (FRONTEND_KEYS, check_weights, feature_mismatches, frontend, load_weights,
+                                 model_tokens, read_config, refuse_mismatches)
 from ebm.cli import EbmError, run, setup_logging
-from ebm.io import read_scp
+from ebm.text_frontend import Frontend, tokens_outside
+from ebm.vocoder import FeatureSettings
 
 
 def get_parser():
-    p = argparse.ArgumentParser(description=__doc__)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model_file", required=True)
     p.add_argument("--config", required=True, help="the model's config.yaml, as ESPnet wrote it")
     p.add_argument("--token_list", required=True, help="the recipe's tokens.txt")
     p.add_argument("--token_type", required=True)
     p.add_argument("--cleaner", required=True)
     p.add_argument("--g2p", required=True)
-    for name in ["fs", "n_fft", "n_shift", "win_length", "n_mels", "fmin", "fmax"]:
-        p.add_argument(f"--{name}", type=int, required=True)
+    p.add_argument("--text", nargs="*", default=[], help="Kaldi text files that must tokenise within the list")
+    p.add_argument("--max_report", type=int, default=20)
+    FeatureSettings.add_arguments(p)
     return p
 
 
-def none_if_none(value):
-    return None if value in (None, "none", "None") else value
-
-
-def mismatches(config, args, tokens):
-    """Return ``[(setting, baseline value, recipe value), ...]`` for every setting that differs."""
-    out = []
-    if config.get("tts") != "tacotron2":
-        out.append(("tts", config.get("tts"), "tacotron2"))
-    for key in ["token_type", "cleaner", "g2p"]:
-        if none_if_none(config.get(key)) != none_if_none(getattr(args, key)):
-            out.append((key, config.get(key), getattr(args, key)))
-    base_tokens = config.get("token_list") or []
-    if base_tokens != tokens:
-        diff = next((i for i, (a, b) in enumerate(zip(base_tokens, tokens)) if a != b), min(len(base_tokens), len(tokens)))
-        out.append(("token_list", f"{len(base_tokens)} tokens, #{diff} = {base_tokens[diff:diff + 1]}",
-                    f"{len(tokens)} tokens, #{diff} = {tokens[diff:diff + 1]}"))
-    if config.get("feats_extract") != "fbank":
-        out.append(("feats_extract", config.get("feats_extract"), "fbank"))
-    conf = config.get("feats_extract_conf") or {}
-    recipe = {"fs": args.fs, "n_fft": args.n_fft, "hop_length": args.n_shift, "win_length": args.win_length,
-              "n_mels": args.n_mels, "fmin": args.fmin, "fmax": args.fmax}
-    for key, want in recipe.items():
-        have = conf.get(key, args.n_fft if key == "win_length" else None)
-        if have is None or float(have) != float(want):
-            out.append((f"feats_extract_conf.{key}", have, want))
-    if config.get("normalize") != "global_mvn":
-        out.append(("normalize", config.get("normalize"), "global_mvn"))
-    return out
+def token_list_mismatch(base_tokens, tokens):
+    """``(setting, baseline, recipe)`` naming the first position where the two lists differ, or None."""
+    if base_tokens == tokens:
+        return None
+    i = next((i for i, (a, b) in enumerate(zip(base_tokens, tokens)) if a != b), min(len(base_tokens), len(tokens)))
+    return ("token_list", f"{len(base_tokens)} tokens, #{i} = {base_tokens[i:i + 1]}",
+            f"{len(tokens)} tokens, #{i} = {tokens[i:i + 1]}")
 
 
 def main(argv=None):
     args = get_parser().parse_args(argv)
     setup_logging()
-    for path in [args.model_file, args.config]:
-        if not os.path.isfile(path):
-            raise EbmError(f"{path} does not exist; give the baseline's .pth and config.yaml")
-    with open(args.config) as f:
-        config = yaml.safe_load(f)
-    tokens = [t for t, _ in read_scp(args.token_list, allow_empty_value=True)]
-    bad = mismatches(config, args, tokens)
-    if bad:
-        lines = "\n  ".join(f"{k}: baseline {b!r}, recipe {r!r}" for k, b, r in bad)
-        raise EbmError(f"the baseline {args.model_file} does not match this recipe:\n  {lines}\n"
-                       "Train the baseline in this recipe (stage 3 without --baseline_model_file), or run the "
-                       "recipe with the baseline's settings.")
-    import torch
-
-    try:
-        state = torch.load(args.model_file, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise EbmError(f"{args.model_file} cannot be loaded as an ESPnet model ({e})") from None
-    embed = state.get("tts.enc.embed.weight")
-    if embed is None or embed.shape[0] != len(tokens):
-        raise EbmError(f"{args.model_file} is not a Tacotron 2 over {len(tokens)} tokens "
-                       f"(tts.enc.embed.weight: {None if embed is None else tuple(embed.shape)})")
-    logging.info(f"{args.model_file} matches the recipe's tokens and features")
+    config = read_config(args.config)
+    if not os.path.isfile(args.token_list):
+        raise EbmError(f"{args.token_list} does not exist: run stage 2")
+    with open(args.token_list, encoding="utf-8") as f:  # one token a line; g2p_en's word boundary is " " itself
+        tokens = [line.rstrip("\n") for line in f]
+    bad = []
+    if config.get("tts") != "tacotron2":
+        bad.append(("tts", config.get("tts"), "tacotron2"))
+    for key, value in zip(FRONTEND_KEYS, frontend(config, args.config)):
+        if value != (getattr(args, key) or "none"):
+            bad.append((key, value, getattr(args, key)))
+    base_tokens = model_tokens(config, args.config)
+    bad += [m for m in [token_list_mismatch(base_tokens, tokens)] if m]
+    bad += feature_mismatches(config, FeatureSettings.from_args(args))
+    refuse_mismatches(args.model_file, bad, "Run stage 2 with this --baseline_model_file (the recipe then adopts "
+                      "the model's tokens and text front end) and the model's feature settings, or train the "
+                      "baseline in this recipe (stage 3 without --baseline_model_file).")
+    check_weights(load_weights(args.model_file), args.model_file, tokens)
+    if args.text:
+        problems = tokens_outside(args.text, tokens, Frontend(args.token_type, args.cleaner, args.g2p),
+                                  what=f"the token list of the imported model {args.model_file}")
+        if problems:
+            shown = "\n  ".join(problems[: args.max_report])
+            more = f"\n  ... and {len(problems) - args.max_report} more" if len(problems) > args.max_report else ""
+            raise EbmError(f"{len(problems)} transcripts do not tokenise within the imported model's "
+                           f"{len(tokens)} tokens (a trained model cannot learn new ones):\n  {shown}{more}")
+    logging.info(f"{args.model_file} matches the recipe's tokens and features"
+                 + (f"; {len(args.text)} transcript files tokenise within its list" if args.text else ""))
 
 
 if __name__ == "__main__":

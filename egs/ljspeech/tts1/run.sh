@@ -1,6 +1,22 @@
 #!/usr/bin/env bash
 # LJSpeech 1.1 (13,100 clips, one speaker). Stage 0 downloads it, or uses a copy given by --db_root or db.sh.
 # Split as in ESPnet: ids sorted, the last 500 held out, dev = first 250 of them, eval1 = last 250.
+#
+# The baseline researchers will use is ESPnet's published LJSpeech Tacotron 2, not one trained here (that takes
+# days of GPU time). One command imports it, decodes with it, trains the EBM and evaluates the two:
+#     ./run.sh --db_root /data/corpora --baseline_model_tag kan-bayashi/ljspeech_tacotron2
+# The tag is fetched with espnet_model_zoo (a network, and 'tools/venv/bin/pip install espnet_model_zoo'); offline,
+# download the packed model (.zip) elsewhere and give it instead:
+#     ./run.sh --db_root /data/corpora --baseline_model_file /path/to/ljspeech_tacotron2.zip
+# The recipe adopts the model's text front end (phonemes from g2p_en_no_space, tacotron cleaner: they replace the
+# --token_type/--g2p below, logged), its token list and its feature statistics; its features are the ones below
+# (checked). g2p_en needs NLTK's cmudict and averaged_perceptron_tagger_eng: tools/install.sh fetches them when it
+# can; without them the recipe stops before stage 1 saying how to install them.
+# Without either option, stage 3 trains Tacotron 2 on characters here.
+# Cost per stage at LJSpeech scale (13,100 utterances): to be measured (each run appends to exp/stage_times.tsv):
+#   0 download (2.6 GB), 1 formatting and checks, 2 transcript check (g2p over every text) and collect_stats,
+#   3 the import (seconds), 4 decoding every utterance teacher-forced and free-running, 5 EBM training,
+#   6 Langevin decoding of dev and eval per swept setting, 7 vocoding and scoring dev and eval per system.
 # Stage 6 sweeps the score EBM as on cathy, the real-speech recipe searched here (best there: 8 steps, lambda 1.5).
 set -euo pipefail
 

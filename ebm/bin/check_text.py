@@ -84,7 +84,8 @@ def main(argv=None):
     tokenizer = build_tokenizer(token_type=args.token_type, g2p_type=None if args.g2p == "none" else args.g2p)
     tokens = None
     if args.token_list is not None:
-        tokens = {t for t, _ in read_scp(args.token_list, allow_empty_value=True)}
+        with open(args.token_list, encoding="utf-8") as f:  # one token a line; g2p_en's word boundary is " "
+            tokens = {line.rstrip("\n") for line in f if line != "\n"}
     problems = []
     for path in args.text:
         problems += [f"{path}: {p}" for p in check_file(path, cleaner, tokenizer, tokens, args.cleaner,

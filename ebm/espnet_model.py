@@ -7,12 +7,18 @@ normalised here with the same statistics. Everything the negative samplers or cr
 ``streams``, together with ``energy_fn`` for samplers that run the model itself (Langevin samples, as negatives or
 as hypotheses of the delta criterion).
 
+:meth:`ESPnetEBMModel.inference` is decoding (ESPnet's ``inference``): it normalises denormalised hypotheses, runs
+a :class:`ebm.langevin.LangevinSampler` on them and denormalises the result; every decoding entry point goes
+through it.
+
 Validation also measures what decoding needs, the *refinement gain*: a few gradient steps on the energy from a
 hypothesis should bring it closer to the reference. The hypothesis is ``refine_from``: Tacotron 2's teacher-forced
 output (the default; a noisy reference when that stream is absent), or its free-running output, which is what
 Langevin decoding starts from, compared with the reference DTW-warped onto its timing (as the ``delta``
 criterion's ``align: dtw`` does). ``refine_gain`` = relative reduction of the mean squared distance; positive is
 good, and it is the default model-selection criterion (``best_model_criterion: [[valid, refine_gain, max]]``).
+Its steps are decoding's own (:func:`ebm.langevin.langevin_step`, noiseless, the gradient normalised per
+utterance), so the checkpoint it selects is the one whose decoding step helps most.
 An energy trained on free-running hypotheses should be selected on them: a checkpoint chosen by its gain on
 teacher-forced hypotheses need not be the one that corrects free-running ones best.
 """
@@ -26,6 +32,7 @@ from espnet2.torch_utils.device_funcs import force_gatherable
 from ebm.alignment import dtw_warped_reference
 from ebm.criteria import CombinedCriterion
 from ebm.energy_network import valid_mask
+from ebm.langevin import LangevinSampler, langevin_step
 from ebm.negative_samplers import MixedSampler
 
 
@@ -151,8 +158,10 @@ class ESPnetEBMModel(AbsESPnetModel):
     def refinement_gain(self, text, text_lengths, feats, feats_lengths, streams) -> Dict[str, float]:
         """How much ``refine_steps`` descent steps on E bring a hypothesis towards the reference.
 
-        Steps are normalised to RMS ``refine_step_size`` (``refine_normalize``, for NCE energies, whose scale is
+        The steps are decoding's (:func:`ebm.langevin.langevin_step` without noise): normalised to RMS
+        ``refine_step_size`` over each utterance (``refine_normalize``, for NCE energies, whose scale is
         arbitrary) or raw (for score-trained energies, whose gradient is the predicted correction itself).
+        ``grad_rms`` is the last step's gradient RMS over the batch's valid cells (a scale to log).
         """
         if self.refine_from == "free_running":
             if "fr_feats" not in streams:
@@ -167,7 +176,8 @@ class ESPnetEBMModel(AbsESPnetModel):
                 y = streams["tf_feats"].clone()
             else:
                 y = feats + self.refine_noise * torch.randn_like(feats)
-        mask = valid_mask(lengths, y.size(1)).unsqueeze(-1).to(y.dtype)
+        valid = valid_mask(lengths, y.size(1)).unsqueeze(-1)
+        mask = valid.to(y.dtype)
         y = y * mask
         frames = mask.sum() * y.size(-1)
 
@@ -178,13 +188,32 @@ class ESPnetEBMModel(AbsESPnetModel):
         grad_norm = 0.0
         for _ in range(self.refine_steps):
             _, g = self.energy_network.energy_and_grad(text, text_lengths, y, lengths)
-            g = g * mask
-            rms = (g.pow(2).sum() / frames).sqrt()
-            grad_norm = float(rms)
-            y = y - self.refine_step_size * (g / (rms + 1e-12) if self.refine_normalize else g)
+            grad_norm = float(((g * mask).pow(2).sum() / frames).sqrt())
+            y = langevin_step(y, g, valid, self.refine_step_size, sigma=0.0, normalize_grad=self.refine_normalize)
         d1 = dist(y)
         return {"refine_dist0": d0, "refine_dist": d1, "refine_gain": (d0 - d1) / max(d0, 1e-12),
                 "grad_rms": grad_norm}
+
+    @torch.no_grad()
+    def inference(self, text: torch.Tensor, text_lengths: torch.Tensor, init_feats: torch.Tensor,
+                  init_feats_lengths: torch.Tensor, sampler: LangevinSampler,
+                  energy_network: Optional[torch.nn.Module] = None, record_every: int = 1) -> Dict[str, Any]:
+        """Refine a padded batch of initial hypotheses: normalise -> Langevin -> denormalise.
+
+        ``text`` (B, N) token ids, ``init_feats`` (B, T, D) *denormalised* log-mels (Tacotron 2's
+        ``feat_gen_denorm``), both zero-padded, with their lengths. ``energy_network`` replaces the model's own
+        (a product of experts that shares its normalisation). Returns ``feat_gen`` (normalised, as the chain
+        left it, padded frames zero), ``feat_gen_denorm`` (what a vocoder takes), ``lengths`` and ``result``
+        (the :class:`ebm.langevin.LangevinResult`: energies, stops).
+        """
+        lengths = init_feats_lengths.to(init_feats.device)
+        y = self._normalize(init_feats.clone(), lengths)
+        res = sampler.run(energy_network if energy_network is not None else self.energy_network,
+                          text, text_lengths, y, lengths, record_every)
+        denorm = res.feats
+        if self.normalize is not None:
+            denorm, _ = self.normalize.inverse(res.feats.clone(), lengths)
+        return {"feat_gen": res.feats, "feat_gen_denorm": denorm, "lengths": res.lengths, "result": res}
 
     def collect_feats(self, text, text_lengths, speech, speech_lengths, **kwargs) -> Dict[str, torch.Tensor]:
         feats, feats_lengths = self.feats_extract(speech, speech_lengths)

@@ -2,6 +2,10 @@
 
     Y <- Y - lambda * grad_Y E(x, Y) + sqrt(2 * lambda) * sigma * temperature * Z,   Z ~ N(0, I)
 
+:func:`langevin_step` is that update, the one place it is written: decoding (:class:`LangevinSampler`), the
+``langevin`` negative sampler, the refinement gain that validation selects checkpoints by, synthesis and the
+benchmark all take their steps through it, so the step a checkpoint is selected on is the step decoding takes.
+
 The paper's rule is sigma = temperature = 1 (300 steps from a Tacotron 2 hypothesis). The extra knobs exist
 because an energy trained with NCE or score matching is only meaningful near the data: a chain that walks off
 (non-finite values, mel outside the normalised range, energy blowing up) is stopped and keeps its last sane
@@ -16,15 +20,17 @@ Design choices, and why:
   padding- and batch-invariant, so this changes no result and saves the cost of frozen rows.
 * Padded frames are masked with ``torch.where`` (not multiplication), so a NaN update cannot leak into them
   (NaN * 0 is NaN); they stay exactly zero.
+* ``normalize_grad`` divides by the gradient's RMS over each utterance's valid cells (never over the batch), so a
+  step does not depend on which other utterances share its batch.
 * ``update_clip`` bounds the whole per-frame change (drift + noise): that is what keeps a chain from jumping,
-  whereas ``grad_clip`` only tames the drift.
+  whereas ``grad_frame_clip`` (per-frame L2 norm) and ``grad_clamp`` (element-wise) only tame the drift.
 * ``drift_min_bin`` leaves the mel bins below it as the hypothesis has them. A correction learnt by regression
   is an average over plausible references; in the low bins, where the harmonics are resolved, that average
-  flattens them and frames lose their voicing, while above them it moves the envelope that MCD measures
-  (mini_espeak: README, "Results so far").
+  flattens them and frames lose their voicing, while above them it moves the envelope that MCD measures.
 """
 
 import contextlib
+import logging
 import math
 from typing import List, NamedTuple, Optional
 
@@ -78,6 +84,54 @@ def _clip_frame_norm(x: torch.Tensor, max_norm: float) -> torch.Tensor:
     return x * (max_norm / norm.clamp_min(_EPS)).clamp(max=1.0)
 
 
+def langevin_step(y: torch.Tensor, grad: torch.Tensor, mask: torch.Tensor, step_size: float, sigma: float = 1.0,
+                  temperature: float = 1.0, *, normalize_grad: bool = False, grad_clamp: Optional[float] = None,
+                  grad_frame_clip: Optional[float] = None, drift_min_bin: int = 0,
+                  update_clip: Optional[float] = None, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """One Langevin update of ``y`` (B,T,D) given ``grad`` = dE/dY: the rule of the module docstring.
+
+    The drift is shaped in this order: bins below ``drift_min_bin`` zeroed, clamped element-wise to
+    ``+-grad_clamp``, each frame's L2 norm clipped to ``grad_frame_clip``, divided by its RMS over the utterance's
+    valid cells (``normalize_grad``). Noise of std ``sqrt(2 * step_size) * sigma * temperature`` is drawn (from
+    ``generator``, else the global RNG) only when that std is positive, over the whole padded shape; each frame's
+    total update may be clipped to ``update_clip``. Cells outside ``mask`` (B,T,1) bool (padding, stopped chains)
+    are left exactly as they are.
+    """
+    zero = torch.zeros((), dtype=y.dtype, device=y.device)
+    g = torch.where(mask, grad, zero)
+    if drift_min_bin > 0:
+        g = torch.where(torch.arange(y.size(-1), device=y.device) >= drift_min_bin, g, zero)
+    if grad_clamp is not None:
+        g = g.clamp(-grad_clamp, grad_clamp)
+    if grad_frame_clip is not None:
+        g = _clip_frame_norm(g, grad_frame_clip)
+    if normalize_grad:
+        n_cells = (mask.flatten(1).sum(1) * y.size(-1)).clamp(min=1).to(y.dtype)
+        rms = (g.square().flatten(1).sum(1) / n_cells).sqrt()
+        g = g / rms.clamp_min(_EPS)[:, None, None]
+    upd = -step_size * g
+    noise_std = (2.0 * step_size) ** 0.5 * sigma * temperature
+    if noise_std > 0:
+        upd = upd + noise_std * torch.randn(y.shape, generator=generator, device=y.device, dtype=y.dtype)
+    if update_clip is not None:
+        upd = _clip_frame_norm(upd, update_clip)
+    return y + torch.where(mask, upd, zero)
+
+
+def rename_keys(conf: dict, renamed: dict, what: str) -> dict:
+    """``conf`` with each old key of ``renamed`` ({old: new}) renamed, logged as a warning that names the new key;
+    both spellings at once is an error. Old configs (and the settings.yaml of old decodes) keep working."""
+    conf = dict(conf)
+    for old, new in renamed.items():
+        if old not in conf:
+            continue
+        if new in conf:
+            raise ValueError(f"{what}: both {old!r} and its new name {new!r} are set; keep only {new!r}")
+        logging.warning(f"{what}: config key {old!r} is now {new!r} (same meaning); rename it in the config")
+        conf[new] = conf.pop(old)
+    return conf
+
+
 class LangevinSampler:
     """Batched Langevin chains over utterances of different lengths. See the module docstring for the rule.
 
@@ -88,7 +142,8 @@ class LangevinSampler:
         temperature: a second noise multiplier, independent of lambda (sampling at lower temperature).
         normalize_grad: divide the gradient by its RMS over the utterance's valid cells, so each drift step has
             RMS lambda in the normalised feature space whatever the energy's scale.
-        grad_clip: clip each frame's gradient L2 norm to this (before normalisation).
+        grad_frame_clip: clip each frame's gradient L2 norm to this (before normalisation); ``grad_clip``, its
+            old name (the trainer's global norm clip in ESPnet's YAML), is translated with a warning.
         update_clip: clip each frame's total update (drift + noise) L2 norm to this.
         drift_min_bin: no drift on mel bins below this one (0: every bin moves); the noise still reaches them.
         max_abs: a valid mel cell outside [-max_abs, max_abs] after a step counts as diverged ("out_of_range").
@@ -105,20 +160,27 @@ class LangevinSampler:
         sigma: float = 1.0,
         temperature: float = 1.0,
         normalize_grad: bool = False,
-        grad_clip: Optional[float] = None,
+        grad_frame_clip: Optional[float] = None,
         update_clip: Optional[float] = None,
         drift_min_bin: int = 0,
         max_abs: Optional[float] = None,
         divergence_factor: Optional[float] = None,
         seed: Optional[int] = None,
+        **old_keys,
     ):
+        unknown = sorted(set(old_keys) - set(RENAMED_KEYS))
+        if unknown:
+            raise TypeError(f"LangevinSampler got unexpected option(s) {unknown}")
+        if old_keys:  # grad_clip, the old name of grad_frame_clip
+            given = {} if grad_frame_clip is None else {"grad_frame_clip": grad_frame_clip}
+            grad_frame_clip = rename_keys({**old_keys, **given}, RENAMED_KEYS, "Langevin sampler")["grad_frame_clip"]
         if int(steps) < 0:
             raise ValueError(f"steps must be >= 0, got {steps}")
         if not step_size > 0:
             raise ValueError(f"step_size must be > 0, got {step_size}")
         if sigma < 0 or temperature < 0:
             raise ValueError(f"sigma and temperature must be >= 0, got {sigma}, {temperature}")
-        for name, v in (("grad_clip", grad_clip), ("update_clip", update_clip), ("max_abs", max_abs)):
+        for name, v in (("grad_frame_clip", grad_frame_clip), ("update_clip", update_clip), ("max_abs", max_abs)):
             if v is not None and not v > 0:
                 raise ValueError(f"{name} must be > 0 or None, got {v}")
         if int(drift_min_bin) < 0:
@@ -130,7 +192,7 @@ class LangevinSampler:
         self.sigma = float(sigma)
         self.temperature = float(temperature)
         self.normalize_grad = bool(normalize_grad)
-        self.grad_clip = grad_clip
+        self.grad_frame_clip = grad_frame_clip
         self.update_clip = update_clip
         self.drift_min_bin = int(drift_min_bin)
         self.max_abs = max_abs
@@ -153,16 +215,22 @@ class LangevinSampler:
             out.append(self.steps)
         return out
 
+    def step(self, y: torch.Tensor, grad: torch.Tensor, mask: torch.Tensor,
+             generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        """One step of this sampler's rule (:func:`langevin_step` with its options)."""
+        return langevin_step(y, grad, mask, self.step_size, self.sigma, self.temperature,
+                             normalize_grad=self.normalize_grad, grad_frame_clip=self.grad_frame_clip,
+                             drift_min_bin=self.drift_min_bin, update_clip=self.update_clip, generator=generator)
+
     def run(self, energy_network, text: torch.Tensor, text_lengths: torch.Tensor, init: torch.Tensor,
             init_lengths: torch.Tensor, record_every: int = 1) -> LangevinResult:
         """Run the chains from ``init`` (B,T,D), each for ``steps`` steps unless it stops early."""
         rec_steps = self.record_steps(record_every)
-        B, T, D = init.shape
+        B, T, _ = init.shape
         device, dtype = init.device, init.dtype
         lengths = init_lengths.to(device=device, dtype=torch.long)
         text_lengths = text_lengths.to(text.device)
         valid = valid_mask(lengths, T).unsqueeze(-1)  # (B,T,1) bool
-        n_cells = (lengths * D).clamp(min=1).to(dtype)
         gen = None
         if self.seed is not None:
             gen = torch.Generator(device=device)
@@ -204,8 +272,6 @@ class LangevinSampler:
                     reasons[b] = reason
                 cache.clear()
 
-        drifting = torch.arange(D, device=device) >= self.drift_min_bin  # (D,) bool: the bins a drift may move
-
         with _eval_mode(energy_network), torch.no_grad():
             y = torch.where(valid, init.detach(), torch.zeros((), dtype=dtype, device=device))
             all_rows = torch.ones(B, dtype=torch.bool, device=device)
@@ -222,26 +288,12 @@ class LangevinSampler:
             if self.divergence_factor is not None:
                 threshold = energy + self.divergence_factor * energy.abs() + 1.0
 
-            zero = torch.zeros((), dtype=dtype, device=device)
             for n in range(1, self.steps + 1):
                 active = ~stopped
                 if not bool(active.any()):
                     energies[:, col:] = energy[:, None]
                     break
-                g = torch.where(drifting, grad, zero) if self.drift_min_bin > 0 else grad
-                if self.grad_clip is not None:
-                    g = _clip_frame_norm(g, self.grad_clip)
-                if self.normalize_grad:
-                    rms = (g.square().flatten(1).sum(1) / n_cells).sqrt()
-                    g = g / rms.clamp_min(_EPS)[:, None, None]
-                upd = -self.step_size * g
-                if self.noise_scale > 0:
-                    noise = torch.randn(y.shape, generator=gen, device=device, dtype=dtype)
-                    upd = upd + self.noise_scale * noise
-                if self.update_clip is not None:
-                    upd = _clip_frame_norm(upd, self.update_clip)
-                upd = torch.where(valid & active[:, None, None], upd, zero)
-                y_new = y + upd
+                y_new = self.step(y, grad, valid & active[:, None, None], gen)
 
                 e_new, g_new = evaluate(y_new, active)
                 e_new, g_new = e_new.detach(), g_new.detach()
@@ -272,16 +324,19 @@ class LangevinSampler:
         )
 
 
-CONFIG_KEYS = ("steps", "step_size", "sigma", "temperature", "normalize_grad", "grad_clip", "update_clip",
+CONFIG_KEYS = ("steps", "step_size", "sigma", "temperature", "normalize_grad", "grad_frame_clip", "update_clip",
                "drift_min_bin", "max_abs", "divergence_factor", "seed")
+#: Options renamed so that each name has one meaning (old: new); ``grad_clip`` is the trainer's global norm clip in
+#: ESPnet's YAML. Old decode configs and old decodes' settings.yaml are translated with a warning.
+RENAMED_KEYS = {"grad_clip": "grad_frame_clip"}
 
 
 # The type of each numeric option (a decode config's batch_size and record_every included), and the options that
 # may be null (off).
-NUMERIC_KEYS = {"steps": int, "step_size": float, "sigma": float, "temperature": float, "grad_clip": float,
+NUMERIC_KEYS = {"steps": int, "step_size": float, "sigma": float, "temperature": float, "grad_frame_clip": float,
                 "update_clip": float, "drift_min_bin": int, "max_abs": float, "divergence_factor": float,
                 "seed": int, "batch_size": int, "record_every": int}
-OPTIONAL_KEYS = ("grad_clip", "update_clip", "max_abs", "divergence_factor", "seed")
+OPTIONAL_KEYS = ("grad_frame_clip", "update_clip", "max_abs", "divergence_factor", "seed")
 # A mel normalised by the training statistics (global_mvn) lies within a few units of 0; a refined mel beyond this
 # bound is no longer speech, and vocoders fail on it (or make noise), so it is refused before it is written.
 OUTPUT_BOUND = 50.0
@@ -311,7 +366,7 @@ def config_number(key, value):
 def langevin_from_config(conf: Optional[dict] = None) -> LangevinSampler:
     """Build a sampler from a YAML-style dict; unknown keys are an error so a typo cannot silently do nothing, and
     numeric options are converted (:func:`config_number`) so that ``1.0e6`` works as it reads."""
-    conf = dict(conf or {})
+    conf = rename_keys(conf or {}, RENAMED_KEYS, "Langevin options")
     unknown = sorted(set(conf) - set(CONFIG_KEYS))
     if unknown:
         raise ValueError(f"unknown Langevin option(s) {unknown}; valid: {list(CONFIG_KEYS)}")
@@ -333,5 +388,5 @@ def output_problem(feats, bound: float = OUTPUT_BOUND) -> Optional[str]:
     return None
 
 
-__all__ = ["CONFIG_KEYS", "LangevinSampler", "LangevinResult", "NUMERIC_KEYS", "OUTPUT_BOUND", "config_number",
-           "langevin_from_config", "output_problem"]
+__all__ = ["CONFIG_KEYS", "LangevinSampler", "LangevinResult", "NUMERIC_KEYS", "OUTPUT_BOUND", "RENAMED_KEYS",
+           "config_number", "langevin_from_config", "langevin_step", "output_problem", "rename_keys"]

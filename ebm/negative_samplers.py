@@ -24,7 +24,6 @@ The prototype's lesson behind the menu: with only masked and teacher-forced nega
 free-running negatives close those shortcuts.
 """
 
-import logging
 import math
 from abc import ABC, abstractmethod
 from typing import Any, Callable, Dict, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
@@ -34,6 +33,7 @@ from espnet2.train.class_choices import ClassChoices
 from torch import nn
 
 from ebm.energy_network import valid_mask
+from ebm.langevin import langevin_step, rename_keys
 
 Range = Union[float, Sequence[float]]
 
@@ -310,9 +310,9 @@ class FreeRunning(AbsNegativeSampler):
 class LangevinSamples(AbsNegativeSampler):
     """Short-run Langevin negatives (contrastive-divergence style): the model's own low-energy mistakes.
 
-    From ``init`` (``reference`` or ``teacher_forced``) plus ``init_sigma`` noise, ``steps`` updates
-    ``Y <- Y - step_size * dE/dY + sqrt(2 * step_size) * sigma * Z`` (``sigma`` as in decoding's Langevin rule:
-    1 is the rule, 0 plain gradient descent); ``grad_clamp`` (optional) clamps the gradient element-wise to
+    From ``init`` (``reference`` or ``teacher_forced``) plus ``init_sigma`` noise, ``steps`` updates of decoding's
+    rule (:func:`ebm.langevin.langevin_step`): ``Y <- Y - step_size * dE/dY + sqrt(2 * step_size) * sigma * Z``
+    (1 is the rule, 0 plain gradient descent); ``grad_clamp`` (optional) clamps the gradient element-wise to
     ``[-grad_clamp, grad_clamp]`` (Du & Mordatch 2019). ``energy_fn(feats, lengths[, index=])`` -> (energy,
     grad) comes from the constructor or the call (the call wins); ``index`` is passed when the rows are a subset of
     the batch (MixedSampler's ``sample`` mode). The result is detached: no gradient flows through the chain.
@@ -338,14 +338,10 @@ class LangevinSamples(AbsNegativeSampler):
         else:
             y = _same_length_stream(feats, feats_lengths, streams, "tf", "LangevinSamples(init=teacher_forced)")
         y = _zero_padding(y + self.init_sigma * torch.randn_like(y), feats_lengths)
+        mask = valid_mask(feats_lengths.to(y.device), y.size(1)).unsqueeze(-1)
         for _ in range(self.steps):
             _, grad = fn(y, feats_lengths) if index is None else fn(y, feats_lengths, index=index)
-            grad = grad.detach()
-            if self.grad_clamp is not None:
-                grad = grad.clamp(-self.grad_clamp, self.grad_clamp)
-            y = y - self.step_size * grad
-            y = y + math.sqrt(2 * self.step_size) * self.sigma * torch.randn_like(y)
-            y = _zero_padding(y, feats_lengths).detach()
+            y = langevin_step(y, grad.detach(), mask, self.step_size, self.sigma, grad_clamp=self.grad_clamp).detach()
         return y, feats_lengths
 
 
@@ -432,17 +428,7 @@ RENAMED_KEYS = {"langevin": {"grad_clip": "grad_clamp", "noise_scale": "sigma"}}
 
 def translate_renamed_keys(name: str, conf: Mapping[str, Any]) -> Dict[str, Any]:
     """``conf`` with the old keys of sampler ``name`` renamed, each logged as a warning that names the new key."""
-    conf = dict(conf)
-    for old, new in RENAMED_KEYS.get(name, {}).items():
-        if old not in conf:
-            continue
-        if new in conf:
-            raise ValueError(f"negative sampler {name!r}: both {old!r} and its new name {new!r} are set; "
-                             f"keep only {new!r}")
-        logging.warning(f"negative sampler {name!r}: config key {old!r} is now {new!r} (same meaning); "
-                        f"rename it in the config")
-        conf[new] = conf.pop(old)
-    return conf
+    return rename_keys(conf, RENAMED_KEYS.get(name, {}), f"negative sampler {name!r}")
 
 
 def build_negative_sampler(name: str, **conf) -> AbsNegativeSampler:

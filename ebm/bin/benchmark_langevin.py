@@ -62,7 +62,7 @@ def worker(job):
         from espnet2.bin.tts_inference import Text2Speech
 
         from ebm.task import EBMTask
-    from ebm.bin.decode_baseline import DECODE_KEYS
+    from ebm.decode_options import DECODE_KEYS
     from ebm.langevin import langevin_from_config
 
     texts = job["texts"]
@@ -98,19 +98,18 @@ def worker(job):
             tl, yl = torch.tensor([len(x) for x in tok]), torch.tensor([len(y) for y in ys])
             text = torch.nn.utils.rnn.pad_sequence(tok, batch_first=True).to(device)
             y = torch.nn.utils.rnn.pad_sequence(ys, batch_first=True).to(device)
-            yield text, tl.to(device), model._normalize(y, yl.to(device)), yl.to(device)
+            yield text, tl.to(device), y, yl.to(device)
 
     prepared = list(batches())
     warm = langevin_from_config(dict(conf, steps=1))
-    warm.run(model.energy_network, *prepared[0][:2], *prepared[0][2:])
+    model.inference(*prepared[0], warm)
     if device == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
     t0 = time.perf_counter()
     stopped = 0
     for text, tl, y, yl in prepared:
-        res = sampler.run(model.energy_network, text, tl, y, yl)
-        stopped += int(res.stopped.sum())
+        stopped += int(model.inference(text, tl, y, yl, sampler)["result"].stopped.sum())
     if device == "cuda":
         torch.cuda.synchronize()
     seconds = time.perf_counter() - t0

@@ -23,10 +23,8 @@ import soundfile as sf
 import yaml
 
 from ebm.cli import EbmError, run, setup_logging
+from ebm.decode_options import DECODE_KEYS
 from ebm.io import read_scp, write_atomic
-
-DECODE_KEYS = ("threshold", "minlenratio", "maxlenratio", "use_att_constraint", "backward_window",
-               "forward_window")
 
 
 def get_parser():

@@ -7,6 +7,10 @@ frames per utterance, the batch's time shared by frames).
 
 With ``--expert`` the chain runs on a product of experts (:mod:`ebm.product_of_experts`): ``--weight`` times this
 EBM's energy plus each expert's weighted energy.
+
+``--settings DECODE_DIR/settings.yaml`` decodes with the settings an earlier decode wrote (tts.sh's
+``--ebm_decode_like``): its sampler options and batch size, its EBM and, for a product of experts, its experts
+and weights. Decode directory names are labels; nothing is read back from them.
 """
 
 import argparse
@@ -27,9 +31,12 @@ from ebm.langevin import CONFIG_KEYS, config_number, langevin_from_config, outpu
 
 def get_parser():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model_file", required=True, help="the EBM's .pth")
-    p.add_argument("--train_config", required=True, help="the EBM's config.yaml")
+    p.add_argument("--model_file", default=None, help="the EBM's .pth (default with --settings: the one it names)")
+    p.add_argument("--train_config", default=None, help="the EBM's config.yaml (default with --settings: its own)")
     p.add_argument("--config", default=None, help="YAML: LangevinSampler options, batch_size, record_every")
+    p.add_argument("--settings", default=None,
+                   help="an earlier decode's settings.yaml: decode with its sampler options, batch size, EBM and "
+                        "experts (instead of --config, the overrides and --expert)")
     p.add_argument("--text", required=True, help="Kaldi text")
     p.add_argument("--init_scp", required=True, help="initial hypotheses: denormalised feats.scp (npy)")
     p.add_argument("--key_file", default=None)
@@ -85,6 +92,45 @@ def load_experts(args, model, train_args, device):
         raise EbmError(str(e)) from None
 
 
+def settings_options(args):
+    """Fill ``args`` from ``--settings``: the options that made an earlier decode (its settings.yaml, as
+    :func:`describe` wrote it). Returns the sampler's config dict (with ``batch_size``)."""
+    keys = ("config", "steps", "step_size", "sigma", "drift_min_bin")
+    given = [f"--{k}" for k in keys if getattr(args, k) is not None]
+    given += ["--expert"] * bool(args.expert) + ["--weight"] * (args.weight != 1.0)
+    if given:
+        raise EbmError(f"--settings {args.settings} already holds the decode options; drop {' '.join(given)}")
+    try:
+        with open(args.settings) as f:
+            settings = yaml.safe_load(f)
+    except OSError as e:
+        raise EbmError(f"cannot read {args.settings} ({e.strerror}); give the settings.yaml of a finished decode "
+                       "(stage 6 writes one beside each decode directory's sets)") from None
+    except yaml.YAMLError as e:
+        raise EbmError(f"{args.settings} is not valid YAML ({e}); rerun the decode that wrote it") from None
+    if not isinstance(settings, dict) or not isinstance(settings.get("sampler"), dict):
+        raise EbmError(f"{args.settings} has no 'sampler' mapping; it is not a settings.yaml of langevin_decode")
+    for key in ("model_file", "train_config"):
+        mine, theirs = getattr(args, key), settings.get(key)
+        if mine is None:
+            if theirs is None:
+                raise EbmError(f"{args.settings} names no {key}; give --{key}")
+            setattr(args, key, theirs)
+        elif theirs is not None and os.path.normpath(mine) != os.path.normpath(theirs):
+            raise EbmError(f"--{key} {mine} is not the {key} of {args.settings} ({theirs}); a decode 'like' "
+                           f"another runs its model: drop --{key} or give the same file")
+    experts = settings.get("experts") or []
+    if experts:
+        args.weight = float(experts[0]["weight"])
+        args.expert = [(e["train_config"], e["model_file"], str(e["weight"])) for e in experts[1:]]
+    if args.init_name is None:
+        args.init_name = settings.get("init")
+    conf = dict(settings["sampler"])
+    if settings.get("batch_size") is not None:
+        conf["batch_size"] = settings["batch_size"]
+    return conf
+
+
 def describe(sampler, train_args, energy, experts, args, batch_size):
     """What stage 7 needs to label this decode: sampler options, the EBM's criteria (each expert's, weighted, for a
     product of experts), its size."""
@@ -110,6 +156,10 @@ def main(argv=None):
     args = get_parser().parse_args(argv)
     setup_logging()
     conf = {}
+    if args.settings:
+        conf = settings_options(args)
+    elif args.model_file is None or args.train_config is None:
+        raise EbmError("give --model_file and --train_config (or --settings of an earlier decode)")
     if args.config:
         with open(args.config) as f:
             conf = yaml.safe_load(f) or {}
@@ -127,7 +177,7 @@ def main(argv=None):
     try:
         sampler = langevin_from_config(conf)
     except ValueError as e:  # a bad value in the decode config or on the command line
-        raise EbmError(f"{e} (decode config {args.config or '-'} and the command line's "
+        raise EbmError(f"{e} (decode config {args.settings or args.config or '-'} and the command line's "
                        f"{'/'.join('--' + k for k in overrides)}); fix the value") from None
 
     with contextlib.redirect_stdout(io.StringIO()):  # espnet prints import notices on stdout
@@ -167,15 +217,12 @@ def main(argv=None):
             fl = torch.tensor([len(f) for f in feats])
             text = torch.nn.utils.rnn.pad_sequence(tokens, batch_first=True).to(device)
             y = torch.nn.utils.rnn.pad_sequence(feats, batch_first=True).to(device)
-            y = model._normalize(y, fl.to(device))
             t0 = time.perf_counter()
-            res = sampler.run(energy, text, tl.to(device), y, fl.to(device), record_every)
+            out_batch = model.inference(text, tl.to(device), y, fl.to(device), sampler, energy, record_every)
             seconds = time.perf_counter() - t0
+            res, denorm = out_batch["result"], out_batch["feat_gen_denorm"]
             logging.info(f"{min(start + batch_size, len(keys))}/{len(keys)} utterances refined "
                          f"({sampler.steps} steps, {seconds:.1f} s for this batch)")
-            denorm = res.feats
-            if model.normalize is not None:
-                denorm, _ = model.normalize.inverse(res.feats.clone(), fl.to(device))
             for i, k in enumerate(batch):
                 n = int(fl[i])
                 problem = output_problem(res.feats[i, :n])

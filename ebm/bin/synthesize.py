@@ -54,7 +54,7 @@ class EBMText2Speech:
             from espnet2.bin.tts_inference import Text2Speech
 
             from ebm.task import EBMTask
-        from ebm.bin.decode_baseline import DECODE_KEYS
+        from ebm.decode_options import DECODE_KEYS
 
         decode_conf = {k: v for k, v in _load_yaml(tts_inference_config).items() if k in DECODE_KEYS}
         self.tacotron2 = Text2Speech(tts_config, tts_model, device=device, always_fix_seed=True, seed=seed,
@@ -103,18 +103,14 @@ class EBMText2Speech:
         tokens = self._tokens(text)
         hyp = self.tacotron2(text)["feat_gen_denorm"].to(self.device)
         lengths = torch.tensor([hyp.shape[0]], device=self.device)
-        y = self.ebm._normalize(hyp[None].clone(), lengths)
-        with torch.enable_grad():
-            res = self.sampler.run(self.ebm.energy_network, tokens[None], torch.tensor([len(tokens)]).to(self.device),
-                                   y, lengths)
+        out = self.ebm.inference(tokens[None], torch.tensor([len(tokens)], device=self.device), hyp[None], lengths,
+                                 self.sampler)
+        res, refined = out["result"], out["feat_gen_denorm"]
         problem = output_problem(res.feats[0])
         if problem is not None:
             raise EbmError(f"the Langevin chain's output is not vocoded: {problem}. Set max_abs (e.g. 10) in the "
                            "Langevin config so that a chain leaving the normalised range stops at its last sane "
                            "state, or lower step_size")
-        refined = res.feats
-        if self.ebm.normalize is not None:
-            refined, _ = self.ebm.normalize.inverse(res.feats.clone(), lengths)
         if res.stopped[0]:
             logging.warning(f"the Langevin chain stopped at step {int(res.stop_step[0])} ({res.reasons[0]}); "
                             "its last sane state is used")

@@ -6,11 +6,13 @@
 #   stage 2: vocode and score everything on dev (stage 7): RESULTS_search.tsv, beside RESULTS.md, lists every
 #            setting tried with its training knobs and dev numbers; each EBM's setting is chosen there by the
 #            verdict's rule applied to dev
-#   stage 3: decode eval at each EBM's chosen setting only, and score it (stages 6 and 7): RESULTS.md's verdict
+#   stage 3: decode eval at each EBM's chosen setting only, with the settings its dev decode recorded in its
+#            settings.yaml (stage 6 with --ebm_decode_like), and score it (stage 7): RESULTS.md's verdict
 # The grid file has one line per grid: train config, decode config, then comma-separated steps, lambdas, sigmas
-# (an EBM may have several lines). Optional further fields: minbin=LIST sweeps the first mel bin the drift moves
-# (e.g. minbin=0,40); OWN_WEIGHT+EXPERT_TRAIN_CONFIG:WEIGHT[+...] decodes a product of experts instead of the EBM
-# alone, e.g. 0.7+conf/tuning/train_ebm_score_tffr.yaml:0.3; each expert must be trained by an earlier line.
+# (an EBM may have several lines). Optional further fields: drift_min_bin=LIST sweeps the first mel bin the drift
+# moves (e.g. drift_min_bin=0,40; the old spelling minbin= works too); OWN_WEIGHT+EXPERT_TRAIN_CONFIG:WEIGHT[+...]
+# decodes a product of experts instead of the EBM alone, e.g. 0.7+conf/tuning/train_ebm_score_tffr.yaml:0.3; each
+# expert must be trained by an earlier line.
 # Every other option goes to run.sh unchanged (e.g. --vocoder_file, --nj).
 set -euo pipefail
 
@@ -37,7 +39,7 @@ while [ $# -gt 0 ]; do
         --eval_set) eval_set=$2; shift 2 ;;
         --results) results=$2; run_opts+=(--results "$2"); shift 2 ;;
         --expdir) expdir=$2; run_opts+=(--expdir "$2"); shift 2 ;;
-        --help|-h) sed -n '2,14p' "$0"; exit 0 ;;
+        --help|-h) sed -n '2,16p' "$0"; exit 0 ;;
         *) run_opts+=("$1"); shift ;;
     esac
 done
@@ -63,19 +65,20 @@ parse_line() {
     [ -n "${sigmas}" ] || die "${grid}: expected at least 5 fields, got: $1"
     for field in ${fields}; do
         case "${field}" in
+            drift_min_bin=*) minbin=${field#drift_min_bin=} ;;
             minbin=*) minbin=${field#minbin=} ;;
             *) [ -z "${poe}" ] || die "${grid}: one product of experts per line, got: $1"; poe=${field} ;;
         esac
     done
 }
 
-# The grid without comments: "train_config decode_config steps lambdas sigmas [minbin=LIST] [experts]" per line.
+# The grid without comments: "train_config decode_config steps lambdas sigmas [drift_min_bin=LIST] [experts]".
 mapfile -t lines < <(grep -v '^[[:space:]]*\(#\|$\)' "${grid}")
 [ ${#lines[@]} -gt 0 ] || die "${grid} has no grid lines"
 for line in "${lines[@]}"; do
     parse_line "${line}"
     [ -z "${minbin}" ] || [[ "${minbin}" =~ ^[0-9]+(,[0-9]+)*$ ]] \
-        || die "${grid}: minbin= takes comma-separated mel bin indices, got: ${minbin}"
+        || die "${grid}: drift_min_bin= takes comma-separated mel bin indices, got: ${minbin}"
     [ -f "${train}" ] || die "${grid}: ${train} does not exist"
     [ -f "${decode}" ] || die "${grid}: ${decode} does not exist"
     if [ -n "${poe}" ]; then
@@ -95,10 +98,10 @@ if [ "${stage}" -le 1 ] && [ "${stop_stage}" -ge 1 ]; then
             IFS='|' read -r weight experts _ <<< "$(poe_opts "${train}" "${poe}")"
             _poe=(--ebm_weight "${weight}" --ebm_experts "${experts}")
         fi
-        log "Search stage 1: ${train}${poe:+ with experts ${poe}} (decode ${decode}; steps ${steps}; lambda ${lambdas}; sigma ${sigmas}${minbin:+; minbin ${minbin}}) on ${dev_set}"
+        log "Search stage 1: ${train}${poe:+ with experts ${poe}} (decode ${decode}; steps ${steps}; lambda ${lambdas}; sigma ${sigmas}${minbin:+; drift_min_bin ${minbin}}) on ${dev_set}"
         ./run.sh --stage 5 --stop_stage 6 --ebm_config "${train}" --ebm_inference_config "${decode}" \
             --ebm_decode_steps "${steps//,/ }" --ebm_decode_step_sizes "${lambdas//,/ }" \
-            --ebm_decode_sigmas "${sigmas//,/ }" --ebm_decode_min_bins "${minbin//,/ }" \
+            --ebm_decode_sigmas "${sigmas//,/ }" --ebm_decode_drift_min_bins "${minbin//,/ }" \
             --ebm_decode_sets "${dev_set}" "${_poe[@]}" "${run_opts[@]}"
     done
 fi
@@ -115,10 +118,10 @@ if [ "${stage}" -le 3 ] && [ "${stop_stage}" -ge 3 ]; then
     for line in "${lines[@]}"; do
         parse_line "${line}"
         exp=ebm_$(basename "${train}" .yaml)
-        [ -z "${poe}" ] || IFS='|' read -r _ experts exp <<< "$(poe_opts "${train}" "${poe}")"
+        [ -z "${poe}" ] || IFS="|" read -r _ _ exp <<< "$(poe_opts "${train}" "${poe}")"
         [[ "${done_exps}" != *" ${exp} "* ]] || continue  # several grid lines, one EBM: one choice
         done_exps+="${exp} "
-        # The dev-chosen decode of this EBM from stage 7's table; its name spells the options that made it.
+        # The dev-chosen decode of this EBM from stage 7's table; its settings.yaml holds the options that made it.
         chosen=$(python3 -c '
 import json, sys
 rows = [r for r in json.load(open(sys.argv[1])) if r.get("exp") == sys.argv[2] and r.get("chosen_on_dev")]
@@ -128,22 +131,9 @@ print(rows[0]["decode"] if rows else "")' "${json}" "${exp}")
             log "Search stage 3: ${exp} chose ${chosen} on ${dev_set}; its ${eval_set} decode exists"
             continue
         fi
-        _opts=()  # a knob missing from the name came from the decode config: "" overrides run.sh's sweep with it
-        for knob in steps:steps lambda:step_sizes sigma:sigmas minbin:min_bins; do
-            value=""
-            [[ ! "${chosen}" =~ _${knob%%:*}([^_]+) ]] || value=${BASH_REMATCH[1]}
-            _opts+=(--ebm_decode_${knob#*:} "${value}")
-        done
-        if [ -n "${poe}" ]; then  # the weights of the chosen composition are in its name: _w<own>_<expert>..._from
-            [[ "${chosen}" =~ _w([0-9.]+)((_[0-9.]+)+)_from_ ]] || die "no weights in the decode name ${chosen}"
-            read -r -a ws <<< "${BASH_REMATCH[2]//_/ }"
-            _experts=""; i=0
-            for e in ${experts}; do _experts+=" ${e%:*}:${ws[$i]}"; i=$((i + 1)); done
-            _opts+=(--ebm_weight "${BASH_REMATCH[1]}" --ebm_experts "${_experts# }")
-        fi
-        log "Search stage 3: ${exp} chose ${chosen} on ${dev_set}: decoding ${eval_set} (${_opts[*]})"
-        ./run.sh --stage 6 --stop_stage 6 --ebm_config "${train}" --ebm_inference_config "${decode}" \
-            "${_opts[@]}" --ebm_decode_sets "${eval_set}" "${run_opts[@]}"
+        log "Search stage 3: ${exp} chose ${chosen} on ${dev_set}: decoding ${eval_set} with its settings"
+        ./run.sh --stage 6 --stop_stage 6 --ebm_config "${train}" --ebm_decode_like "${expdir}/${exp}/${chosen}" \
+            --ebm_decode_sets "${eval_set}" "${run_opts[@]}"
     done
     ./run.sh --stage 7 --stop_stage 7 "${run_opts[@]}"
 fi

@@ -187,6 +187,10 @@ def results_recipe(ebm_recipe):
     return ebm_recipe
 
 
+def verdict_text(md):
+    return md[md.index("## Verdict"):md.index("## All systems")]
+
+
 def test_evaluation_stage_writes_results(results_recipe):
     import json
 
@@ -215,7 +219,17 @@ def test_evaluation_stage_writes_results(results_recipe):
     assert steps0["rtf"] > base["rtf"] > 0  # an EBM's RTF includes Tacotron 2's
     scores = (results_recipe / EBM_EXP / "decode_langevin_steps2_from_free_running/eval1/scores_griffin_lim.tsv")
     lines = scores.read_text().splitlines()
-    assert lines[0].split("\t") == ["utt", "mcd", "log_f0_rmse", "vde", "gpe", "ffe"] and len(lines) == 6
+    assert lines[0].split("\t") == ["utt", "mcd", "log_f0_rmse", "vde", "gpe", "ffe", "mel_distance",
+                                    "mcd_silence_share", "predicted_mos"] and len(lines) == 6
+    # the measures a vocoder cannot game: in every row, each with its difference from Tacotron 2 and its interval
+    assert "## Measures a vocoder cannot game (eval)" in md and "predicted MOS" in verdict_text(md)
+    for r in records:
+        assert 1.0 <= r["predicted_mos"] <= 5.0 and r["mel_distance"] >= 0 and 0 <= r["mcd_silence_share"] <= 1
+        if r["system"] != "tacotron2" and r["eval"] is not None:
+            assert all(len(r["eval"]["diff_vs_tacotron2_ci95"][k]) == 3
+                       for k in ("predicted_mos", "mel_distance", "mcd_silence_share")), r["system"]
+    assert records[0]["mel_distance"] == 0.0  # analysis-synthesis: the reference's own mel
+    assert steps0["mel_distance"] == pytest.approx(base["mel_distance"], abs=0.05)  # 0 steps: Tacotron 2's mel
     plots = sorted(p.name for p in (results_recipe / "exp/results_griffin_lim").glob("*.png"))
     assert "metrics_vs_steps.png" in plots and "energy_vs_step.png" in plots and len(plots) == 5
 
@@ -240,7 +254,8 @@ def test_evaluation_compares_with_the_variance_scaling_control(results_recipe):
     for s in ("1.5", "2"):
         assert (results_recipe / EXP / f"decode_free_running_gv{s}/eval1/wav_griffin_lim/wav.scp").is_file()
     md = (results_recipe / "RESULTS.md").read_text()
-    rows = [line for line in md.splitlines() if "(control)" in line]
+    all_systems = md[md.index("## All systems"):md.index("## Measures a vocoder cannot game")]
+    rows = [line for line in all_systems.splitlines() if "(control)" in line]
     assert len(rows) == 2 and sum(line.startswith("| **") for line in rows) == 1
     assert "Against the control (variance x" in md and "- control: Tacotron 2 with its variance x" in md
     records = json.loads((results_recipe / "RESULTS.json").read_text())
@@ -265,7 +280,8 @@ def test_evaluation_rescores_with_another_f0_range(results_recipe):
     assert proc.stderr.count("Stage 7: scoring 4 systems") == 2 and "vocoding" not in proc.stderr
     assert "WORLD harvest searching 40-400 Hz" in (results_recipe / "RESULTS.md").read_text()
     settings = results_recipe / EXP / "decode_free_running/eval1/scores_griffin_lim.settings"
-    assert settings.read_text().split() == ["--n_shift", "256", "--f0min", "40", "--f0max", "400"]
+    assert settings.read_text().split()[-4:] == ["--f0min", "40", "--f0max", "400"]
+    assert "--n_shift 256" in settings.read_text() and "--n_mels 80" in settings.read_text()
     proc = subprocess.run([sys.executable, "-m", "ebm.bin.make_results", "--dev_set", "dev", "--eval_set", "eval1",
                            "--vocoder_tag", "griffin_lim", "--ground_truth", "exp/analysis_synthesis",
                            "--baseline", f"{EXP}/decode_free_running", "--output_md", "x.md", "--output_json",
@@ -309,8 +325,9 @@ def test_synthesis_from_text(results_recipe, tmp_path):
 
 
 def test_search_chooses_on_dev_then_decodes_eval_once(results_recipe):
-    """search.sh: every grid setting decoded and scored on dev only; eval decoded at the dev choice alone. A
-    minbin= field sweeps the first mel bin the drift moves, named in the decode dir and logged."""
+    """search.sh: every grid setting decoded and scored on dev only; eval decoded at the dev choice alone, with the
+    settings its dev decode wrote (settings.yaml, not its directory name). A drift_min_bin= field (old spelling
+    minbin=) sweeps the first mel bin the drift moves, named in the decode dir and logged."""
     import json
 
     for old in (results_recipe / EBM_EXP).glob("decode_langevin*"):  # the stage 6-7 tests' decodes
@@ -320,7 +337,7 @@ def test_search_chooses_on_dev_then_decodes_eval_once(results_recipe):
     grid.write_text("# tiny grid, and the EBM composed with itself (a product of experts, sixth field)\n"
                     f"{tiny} {REPO}/egs/mini_espeak/tts1/conf/decode_ebm.yaml 1,2 0.01,0.05 0\n"
                     f"{tiny} {REPO}/egs/mini_espeak/tts1/conf/decode_ebm.yaml 2 0.05 0 0.5+{tiny}:0.5\n"
-                    f"{tiny} {REPO}/egs/mini_espeak/tts1/conf/decode_ebm.yaml 1 0.05 0 minbin=3\n")
+                    f"{tiny} {REPO}/egs/mini_espeak/tts1/conf/decode_ebm.yaml 1 0.05 0 drift_min_bin=3\n")
     proc = subprocess.run(["./search.sh", "--grid", str(grid), *TINY, "--ebm_streams", "teacher_forced",
                            "--ebm_args", "--max_epoch 2", "--griffin_lim_iters", "4"],
                           cwd=results_recipe, capture_output=True, text=True)
@@ -375,3 +392,31 @@ def test_product_of_experts_decoding(results_recipe, monkeypatch):
     for bad, error in ((EBM_EXP, "takes EXPDIR:WEIGHT items"), ("exp/nowhere:0.3", "no expert EBM at")):
         proc = run_recipe(results_recipe, "--stage", "6", "--stop-stage", "6", *opts, "--ebm_experts", bad)
         assert proc.returncode != 0 and error in proc.stderr
+
+
+def test_listening_page_and_tensorboard_curves(results_recipe):
+    """Stage 7 writes exp/results_<vocoder>/index.html: the table, the verdict, one section per eval utterance with
+    a player per system, every link relative and resolving. Stages 3 and 5 write tensorboard curves, the EBM's own
+    statistics among them."""
+    import urllib.parse
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from test_listening_page import parse
+
+    page = results_recipe / "exp/results_griffin_lim/index.html"
+    p = parse(page)
+    assert "table" in p.tags and "Tacotron 2" in " ".join(p.verdict_text.split())
+    assert [s["id"] for s in p.sections] == sorted(read_ids(results_recipe / "dump/raw/eval1/text"))
+    for s in p.sections:  # recording, analysis-synthesis, Tacotron 2 and at least one EBM
+        assert s["audio"] >= 4 and s["img"] == s["audio"], s
+        assert s["labels"][:3] == ["recording", "analysis-synthesis (griffin_lim)", "Tacotron 2"], s["labels"]
+        assert any(label.startswith("EBM ebm_train_ebm_tiny:") for label in s["labels"]), s["labels"]
+    assert len(p.links) >= 5 * 4 * 2
+    for link in p.links:
+        assert "://" not in link and not link.startswith("/"), link
+        assert (page.parent / urllib.parse.unquote(link)).is_file(), link
+    for exp in (EXP, EBM_EXP):
+        assert list((results_recipe / exp / "tensorboard").glob("*/events.out.tfevents.*")), exp
+    acc = EventAccumulator(str(results_recipe / EBM_EXP / "tensorboard/valid")).Reload()
+    assert {"refine_gain", "binary_nce_e_pos", "binary_nce_acc_teacher_forced"} <= set(acc.Tags()["scalars"])
+    assert len(acc.Scalars("refine_gain")) >= 1

@@ -21,6 +21,19 @@ espnet_train() {
         data+=" --${part}_data_path_and_name_and_type ${dir}/wav.scp,speech,sound"
         data+=" --${part}_shape_file ${shapes}/text_shape --${part}_shape_file ${shapes}/speech_shape"
     done
+    # a checkpoint.pth left unloadable by a kill is moved aside; training resumes from the newest loadable epoch
+    ${python} -m ebm.bin.check_checkpoint "${exp}" || die "cannot prepare ${exp} for resuming"
+    # A training that has ended (by the early-stopping rule or at its epoch cap) is not trained further on a re-run:
+    # ESPnet's trainer would train one more epoch before it checks the rule again.
+    local config="" i state args=("$@")
+    for i in "${!args[@]}"; do [ "${args[$i]}" != --config ] || config=${args[$((i + 1))]}; done
+    state=$(${python} -m ebm.bin.training_state --exp "${exp}" --config "${config}" --args "$*") \
+        || die "cannot tell whether the training in ${exp} has finished (see above)"
+    if [ "${state%%$'\t'*}" = finished ]; then
+        log "${exp}: ${state#*$'\t'}; not trained further (raise max_epoch or patience to train on)"
+        return 0
+    fi
+    log "${exp}: ${state#*$'\t'}"
     # shellcheck disable=SC2086
     ${python} -m espnet2.bin.launch --cmd "${cuda_cmd}" --log "${exp}/train.log" --ngpu "${ngpu}" \
         --num_nodes "${num_nodes}" --init_file_prefix "${exp}/.dist_init_" \
@@ -28,8 +41,11 @@ espnet_train() {
         ${python} -m "${module}" \
             --use_preprocessor true ${token_opts} ${feats_opts} \
             --normalize global_mvn --normalize_conf "stats_file=${stats_dir}/train/feats_stats.npz" \
-            ${data} --resume true --use_tensorboard false --output_dir "${exp}" "$@" \
+            ${data} --resume true --use_tensorboard true --output_dir "${exp}" "$@" \
         || die_with_logs "training failed (log: ${exp}/train.log)" "${exp}/train.log"
+    state=$(${python} -m ebm.bin.training_state --exp "${exp}" --config "${config}" --args "$*") \
+        || die "cannot read the state of the training in ${exp}"
+    log "${exp}: ${state#*$'\t'}"
 }
 SECONDS=0
 
@@ -63,6 +79,7 @@ fmax=7600
 # Tokens
 token_type=char       # char or phn
 cleaner=tacotron      # text cleaner before tokenisation (none to disable)
+text_transliterate=false  # true: let the cleaner transliterate characters outside the recipe's language (logged)
 g2p=none              # with token_type=phn: espeak_ng_english_us_vits (eSpeak NG, offline)
 oov="<unk>"
 blank="<blank>"
@@ -71,14 +88,18 @@ sos_eos="<sos/eos>"
 # Tacotron 2 baseline (stages 3-4): ESPnet's model, trainer and inference
 train_config=""       # its config; stage 2 also builds it to collect feature statistics
 train_args=""         # extra options for espnet2.bin.tts_train
-tts_exp=""            # default: ${expdir}/tts_<config name>, or ${expdir}/tts_imported with --baseline_model_file
+tts_exp=""            # default: ${expdir}/tts_<config name>, or ${expdir}/tts_imported for an imported baseline
 num_nodes=1           # nodes for training (espnet2.bin.launch)
-baseline_model_file=""  # import an ESPnet Tacotron 2 instead of training it: its .pth ...
-baseline_config=""      # ... and its config.yaml; stage 3 checks tokens and features against this recipe
+baseline_model_file=""  # import an ESPnet Tacotron 2 instead of training it: a packed model (.zip, as ESPnet's
+                        # model zoo and pack write it), its unpacked directory, or a .pth with --baseline_config
+baseline_config=""      # the config.yaml of a .pth
+baseline_model_tag=""   # or a model zoo name (e.g. kan-bayashi/ljspeech_tacotron2): espnet_model_zoo fetches it.
+                        # The recipe adopts the model's tokens, cleaner, g2p and statistics (${expdir}/baseline_import)
 inference_config=""   # decoding options of the baseline (threshold, maxlenratio, minlenratio, attention constraint)
 inference_model=valid.loss.ave.pth  # which checkpoint of ${tts_exp} decodes
 inference_args=""     # extra options for espnet2.bin.tts_inference
 decode_seed=0         # free-running decodes are seeded: prenet dropout stays on at inference
+decode_batch_size=16  # utterances stage 4 decodes together (ebm.batch_decoding); 1: ESPnet's one at a time
 baseline_num_samples=0  # extra stochastic free-running samples per utterance (negatives), seeds 1..N
 length_tolerance=0.2  # free-running decodes whose length is off the reference by more are reported
 
@@ -97,7 +118,10 @@ ebm_init=free_running     # initial hypotheses: a stage 4 decode mode (free_runn
 ebm_decode_steps=""       # sweep: one decode directory per step count (e.g. "1 10 100 300"); empty: the config's
 ebm_decode_step_sizes=""  # sweep: ... and per lambda (e.g. "0.01 0.1"); empty: the config's
 ebm_decode_sigmas=""      # sweep: ... and per noise scale sigma (e.g. "0 1"; 1 = the paper's rule); empty: the config's
-ebm_decode_min_bins=""    # sweep: ... and per first mel bin the drift moves (e.g. "0 40"); empty: the config's
+ebm_decode_drift_min_bins=""  # sweep: ... and per first mel bin the drift moves (drift_min_bin, e.g. "0 40"); empty: the config's
+ebm_decode_min_bins=""    # old name of --ebm_decode_drift_min_bins (accepted with a warning)
+ebm_decode_like=""        # DECODE_DIR of an earlier stage 6: decode the sets with its settings (DECODE_DIR/settings.yaml:
+                          # sampler, EBM, experts) into DECODE_DIR/<set>, instead of the sweep above
 ebm_decode_sets=""        # sets stage 6 decodes; empty: dev and eval (search.sh decodes dev only, then eval at its choice)
 ebm_experts=""            # product of experts: "EXPDIR:WEIGHT ..." other EBMs whose weighted energies are added to
 ebm_weight=1.0            # ... this weight times ${ebm_exp}'s; decodes go to ${expdir}/ebm_poe_<names>/ (own RESULTS rows)
@@ -120,13 +144,14 @@ Options (--name value; dashes or underscores):
   --stage, --stop_stage ${stage} ${stop_stage}   --nj ${nj}   --ngpu ${ngpu}   --gpu_inference ${gpu_inference}
   --db_root DIR   --local_data_opts "..."   --on_rate_mismatch resample|error
   --fs ${fs} --n_fft ${n_fft} --n_shift ${n_shift} --n_mels ${n_mels} --fmin ${fmin} --fmax ${fmax}
-  --token_type char|phn   --cleaner tacotron|none   --g2p none|espeak_ng_english_us_vits
-  --train_config FILE   --train_args "..."   --baseline_model_file PTH --baseline_config YAML
-  --inference_config FILE   --inference_model ${inference_model}   --baseline_num_samples N
+  --token_type char|phn   --cleaner tacotron|none   --g2p none|espeak_ng_english_us_vits   --text_transliterate false
+  --train_config FILE   --train_args "..."   --baseline_model_file ZIP|DIR|PTH (--baseline_config YAML)
+  --baseline_model_tag NAME (a model zoo name; needs a network and espnet_model_zoo)
+  --inference_config FILE   --inference_model ${inference_model}   --baseline_num_samples N   --decode_batch_size ${decode_batch_size}
   --ebm_config FILE   --ebm_args "..."   --ebm_streams "${ebm_streams}"   --ebm_train_hyps N
   --ebm_inference_config FILE   --ebm_inference_model ${ebm_inference_model}   --ebm_init ${ebm_init}
   --ebm_decode_steps "1 10 100 300"   --ebm_decode_step_sizes "0.01 0.1"   --ebm_decode_sigmas "0 1"
-  --ebm_decode_min_bins "0 40"   --ebm_decode_sets "dev"   --ebm_experts "exp/ebm_other:0.3" --ebm_weight 0.7
+  --ebm_decode_drift_min_bins "0 40"   --ebm_decode_sets "dev"   --ebm_decode_like DECODE_DIR   --ebm_experts "exp/ebm_other:0.3" --ebm_weight 0.7
   --vocoder_file PKL (default: Griffin-Lim)   --f0min ${f0min} --f0max ${f0max}   --eval_ebm_decodes "DIR..."
   --gv_scales "${gv_scales}" (variance-scaled Tacotron 2, the control; "" for none)
   --results ${results}
@@ -140,9 +165,29 @@ log "$0 $*"
 . utils/parse_options.sh
 
 [ $# -eq 0 ] || die "unexpected arguments: $* (options are --name value)"
+if [ -n "${ebm_decode_min_bins}" ]; then
+    [ -z "${ebm_decode_drift_min_bins}" ] || die "--ebm_decode_min_bins is the old name of --ebm_decode_drift_min_bins: give only the new one"
+    log "WARNING: --ebm_decode_min_bins is now --ebm_decode_drift_min_bins (same meaning); rename it"
+    ebm_decode_drift_min_bins=${ebm_decode_min_bins}
+fi
 [ -n "${train_set}" ] && [ -n "${dev_set}" ] && [ -n "${eval_sets}" ] \
     || die "--train_set, --dev_set and --eval_sets are required (set them in run.sh)"
 [ -n "${win_length}" ] || win_length=${n_fft}
+# An imported baseline (packed, unpacked, .pth + config, or a zoo name) goes to ${baseline_dir} before any stage:
+# a model on other features is refused at once, and the recipe reads text as the model does (its token_type,
+# cleaner and g2p replace the recipe's; stage 2 adopts its token list and statistics).
+baseline_dir=""
+if { [ -n "${baseline_model_file}" ] || [ -n "${baseline_model_tag}" ]; } && [ "${stop_stage}" -ge 1 ]; then
+    baseline_dir=${expdir}/baseline_import
+    ${python} -m ebm.bin.import_baseline --model_file "${baseline_model_file}" --config "${baseline_config}" \
+        --model_tag "${baseline_model_tag}" --download_dir downloads/espnet_model_zoo --output_dir "${baseline_dir}" \
+        --fs "${fs}" --n_fft "${n_fft}" --n_shift "${n_shift}" --win_length "${win_length}" --n_mels "${n_mels}" \
+        --fmin "${fmin}" --fmax "${fmax}"
+    _recipe_frontend="${token_type} ${cleaner} ${g2p}"
+    read -r token_type cleaner g2p < "${baseline_dir}/frontend"
+    [ "${_recipe_frontend}" = "${token_type} ${cleaner} ${g2p}" ] || log "the imported model's text front end" \
+        "replaces the recipe's (${_recipe_frontend}): token_type ${token_type}, cleaner ${cleaner}, g2p ${g2p}"
+fi
 if [ "${gpu_inference}" = true ]; then  # the decoders of stages 4 and 6 (parse_options.sh checked the value)
     infer_cmd=${cuda_cmd}; infer_ngpu=1
 else
@@ -150,6 +195,9 @@ else
 fi
 if [ "${token_type}" = phn ] && [ "${g2p}" = none ]; then
     die "--token_type phn needs --g2p (offline: espeak_ng_english_us_vits)"
+fi
+if [ "${g2p}" != none ] && [ "${stage}" -le 6 ] && [ "${stop_stage}" -ge 1 ]; then
+    ${python} -m ebm.bin.check_g2p --g2p "${g2p}"  # stages 1-6 tokenise text: say what to install, if anything
 fi
 
 eval_set=${eval_sets%% *}
@@ -161,7 +209,7 @@ token_list=${token_listdir}/tokens.txt
 stats_dir=${expdir}/tts_stats_raw_${token_tag}_${cleaner}
 [ -n "${ebm_exp}" ] || ebm_exp=${expdir}/ebm_$(basename "${ebm_config:-ebm}" .yaml)
 if [ -z "${tts_exp}" ]; then
-    if [ -n "${baseline_model_file}" ]; then
+    if [ -n "${baseline_dir}" ]; then
         tts_exp=${expdir}/tts_imported
     else
         tts_exp=${expdir}/tts_$(basename "${train_config:-baseline}" .yaml)
@@ -181,19 +229,21 @@ feats_cli_opts+=" --fmin ${fmin} --fmax ${fmax}"
 if [ ${stage} -le 0 ] && [ ${stop_stage} -ge 0 ]; then
     stage_timer 0
     log "Stage 0: corpus: local/data.sh --stage 0 (download or generate)"
-    _opts=""
-    [ -z "${db_root}" ] || _opts+="--db_root ${db_root} "
+    _opts=()  # an array: a --db_root with spaces stays one argument
+    [ -z "${db_root}" ] || _opts+=(--db_root "${db_root}")
     # shellcheck disable=SC2086
-    local/data.sh --stage 0 --stop_stage 0 ${_opts} ${local_data_opts}
+    local/data.sh --stage 0 --stop_stage 0 "${_opts[@]}" ${local_data_opts}
 fi
 
 if [ ${stage} -le 1 ] && [ ${stop_stage} -ge 1 ]; then
     stage_timer 1
     log "Stage 1: Kaldi data dirs: local/data.sh --stage 1 -> data/{${all_sets// /,}}"
-    _opts=""
-    [ -z "${db_root}" ] || _opts+="--db_root ${db_root} "
+    # The previous formatted sets go first: if any check below fails, stage 2 must find nothing, not stale sets.
+    for dset in ${all_sets}; do rm -rf "${data_feats:?}/${dset}"; done
+    _opts=()  # an array: a --db_root with spaces stays one argument
+    [ -z "${db_root}" ] || _opts+=(--db_root "${db_root}")
     # shellcheck disable=SC2086
-    local/data.sh --stage 1 --stop_stage 1 ${_opts} ${local_data_opts} \
+    local/data.sh --stage 1 --stop_stage 1 "${_opts[@]}" ${local_data_opts} \
         --train_set "${train_set}" --dev_set "${dev_set}" --eval_set "${eval_set}"
 
     _texts=""
@@ -202,18 +252,18 @@ if [ ${stage} -le 1 ] && [ ${stop_stage} -ge 1 ]; then
         utils/validate_data_dir.sh "data/${dset}"
         _texts+=" data/${dset}/text"
     done
-    log "checking transcripts (cleaner ${cleaner}, ${token_type}):${_texts}"
+    log "checking transcripts (cleaner ${cleaner}, ${token_type}, --text_transliterate ${text_transliterate}):${_texts}"
     # shellcheck disable=SC2086
-    ${python} -m ebm.bin.check_text --cleaner "${cleaner}" --token_type "${token_type}" --g2p "${g2p}" ${_texts}
+    ${python} -m ebm.bin.check_text --cleaner "${cleaner}" --token_type "${token_type}" --g2p "${g2p}" \
+        --transliterate "${text_transliterate}" ${_texts}
 
     for dset in ${all_sets}; do
         src=data/${dset}
         dst=${data_feats}/${dset}
         log "checking and formatting audio of ${src} at ${fs} Hz -> ${dst} (${nj} jobs)"
         # Built under a temporary name and renamed at the end: a failed check leaves no set that looks formatted.
-        # The previous result goes first: it would be stale if this check fails.
         _tmp=${dst}.tmp
-        rm -rf "${_tmp}" "${dst}"
+        rm -rf "${_tmp}"
         utils/copy_data_dir.sh "${src}" "${_tmp}"
         _logdir=${_tmp}/logs
         mkdir -p "${_logdir}"
@@ -230,24 +280,51 @@ if [ ${stage} -le 1 ] && [ ${stop_stage} -ge 1 ]; then
         mv "${_tmp}" "${dst}"
         log "$(wc -l < "${dst}/wav.scp") utterances in ${dst}"
     done
+    _dirs=""
+    for dset in ${all_sets}; do _dirs+=" ${data_feats}/${dset}"; done
+    log "checking speaking rates and lengths (warnings only; listed in ${data_feats}/speaking_rate_outliers.txt)"
+    # shellcheck disable=SC2086
+    ${python} -m ebm.bin.check_speaking_rate --fs "${fs}" --n_shift "${n_shift}" --cleaner "${cleaner}" \
+        ${inference_config:+--inference_config "${inference_config}"} \
+        --report "${data_feats}/speaking_rate_outliers.txt" ${_dirs}
 fi
 
 if [ ${stage} -le 2 ] && [ ${stop_stage} -ge 2 ]; then
     stage_timer 2
-    log "Stage 2: token list (${token_type}, cleaner ${cleaner}, g2p ${g2p}) -> ${token_list}"
+    for dset in ${all_sets}; do
+        for f in text wav.scp utt2num_samples; do
+            [ -f "${data_feats}/${dset}/${f}" ] \
+                || die "${data_feats}/${dset}/${f} is missing: run stage 1 first (--stage 1) and let it finish"
+        done
+    done
     mkdir -p "${token_listdir}"
-    # <blank> first and <unk> second as ESPnet's TTS recipes do; <sos/eos> last.
-    ${python} -m espnet2.bin.tokenize_text \
-        --token_type "${token_type}" --cleaner "${cleaner}" --g2p "${g2p}" \
-        --input "${data_feats}/${train_set}/text" --output "${token_list}.tmp" --field 2- \
-        --write_vocabulary true --add_symbol "${blank}:0" --add_symbol "${oov}:1" --add_symbol "${sos_eos}:-1"
-    mv "${token_list}.tmp" "${token_list}"
-    log "$(wc -l < "${token_list}") tokens; checking that ${dev_set} and ${eval_sets} need no others"
-    _texts=""
-    for dset in ${dev_set} ${eval_sets}; do _texts+=" ${data_feats}/${dset}/text"; done
-    # shellcheck disable=SC2086
-    ${python} -m ebm.bin.check_text --cleaner "${cleaner}" --token_type "${token_type}" --g2p "${g2p}" \
-        --token_list "${token_list}" ${_texts}
+    if [ -n "${baseline_dir}" ]; then
+        # The imported model's tokens, in its order (its embedding's rows): every transcript must be within them.
+        log "Stage 2: token list of the imported model (${token_type}, cleaner ${cleaner}, g2p ${g2p}) -> ${token_list}"
+        log "$(wc -l < "${baseline_dir}/tokens.txt") tokens; checking that ${all_sets} tokenise within them"
+        _texts=""
+        for dset in ${all_sets}; do _texts+=" ${data_feats}/${dset}/text"; done
+        # shellcheck disable=SC2086
+        ${python} -m ebm.bin.check_baseline --model_file "${baseline_dir}/model.pth" \
+            --config "${baseline_dir}/config.yaml" ${token_opts} --token_list "${baseline_dir}/tokens.txt" \
+            ${feats_cli_opts} --text ${_texts}
+        cp "${baseline_dir}/tokens.txt" "${token_list}.tmp"
+        mv "${token_list}.tmp" "${token_list}"
+    else
+        log "Stage 2: token list (${token_type}, cleaner ${cleaner}, g2p ${g2p}) -> ${token_list}"
+        # <blank> first and <unk> second as ESPnet's TTS recipes do; <sos/eos> last.
+        ${python} -m espnet2.bin.tokenize_text \
+            --token_type "${token_type}" --cleaner "${cleaner}" --g2p "${g2p}" \
+            --input "${data_feats}/${train_set}/text" --output "${token_list}.tmp" --field 2- \
+            --write_vocabulary true --add_symbol "${blank}:0" --add_symbol "${oov}:1" --add_symbol "${sos_eos}:-1"
+        mv "${token_list}.tmp" "${token_list}"
+        log "$(wc -l < "${token_list}") tokens; checking that ${dev_set} and ${eval_sets} need no others"
+        _texts=""
+        for dset in ${dev_set} ${eval_sets}; do _texts+=" ${data_feats}/${dset}/text"; done
+        # shellcheck disable=SC2086
+        ${python} -m ebm.bin.check_text --cleaner "${cleaner}" --token_type "${token_type}" --g2p "${g2p}" \
+            --transliterate "${text_transliterate}" --token_list "${token_list}" ${_texts}
+    fi
     log "Stage 2: does the mel band (--fmin ${fmin}) cover the speaker's F0? (a warning if not)"
     # shellcheck disable=SC2086
     ${python} -m ebm.bin.check_mel_band --wav_scp "${data_feats}/${train_set}/wav.scp" ${feats_cli_opts} \
@@ -286,21 +363,24 @@ if [ ${stage} -le 2 ] && [ ${stop_stage} -ge 2 ]; then
     # shellcheck disable=SC2086
     ${python} -m espnet2.bin.aggregate_stats_dirs ${_dirs} --output_dir "${stats_dir}"
     [ -f "${stats_dir}/train/feats_stats.npz" ] || die "no ${stats_dir}/train/feats_stats.npz was written"
+    if [ -n "${baseline_dir}" ]; then  # the model normalises its outputs with its own statistics: so does the EBM
+        mv "${stats_dir}/train/feats_stats.npz" "${stats_dir}/train/feats_stats_collected.npz"
+        cp "${baseline_dir}/feats_stats.npz" "${stats_dir}/train/feats_stats.npz"
+        log "Stage 2: ${stats_dir}/train/feats_stats.npz is the imported model's (this corpus': feats_stats_collected.npz)"
+    fi
     log "wrote ${stats_dir}/train/feats_stats.npz and shape files under ${stats_dir}/{train,valid}"
 fi
 
 if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ]; then
     stage_timer 3
-    if [ -n "${baseline_model_file}" ]; then
-        [ -n "${baseline_config}" ] || die "--baseline_model_file needs --baseline_config (its config.yaml)"
-        log "Stage 3: importing the Tacotron 2 ${baseline_model_file} -> ${tts_exp} (no training)"
-        ${python} -m ebm.bin.check_baseline --model_file "${baseline_model_file}" --config "${baseline_config}" \
-            ${token_opts} --fs "${fs}" --n_fft "${n_fft}" --n_shift "${n_shift}" --win_length "${win_length}" \
-            --n_mels "${n_mels}" --fmin "${fmin}" --fmax "${fmax}"
+    if [ -n "${baseline_dir}" ]; then
+        log "Stage 3: importing the Tacotron 2 ${baseline_model_file:-${baseline_model_tag}} -> ${tts_exp} (no training)"
+        # shellcheck disable=SC2086
+        ${python} -m ebm.bin.check_baseline --model_file "${baseline_dir}/model.pth" \
+            --config "${baseline_dir}/config.yaml" ${token_opts} ${feats_cli_opts}
         mkdir -p "${tts_exp}"
-        cp "${baseline_config}" "${tts_exp}/config.yaml"
-        ln -sfn "$(cd "$(dirname "${baseline_model_file}")" && pwd)/$(basename "${baseline_model_file}")" \
-            "${tts_exp}/${inference_model}"
+        cp "${baseline_dir}/config.yaml" "${tts_exp}/config.yaml"
+        ln -sfn "$(readlink -f "${baseline_dir}/model.pth")" "${tts_exp}/${inference_model}"
     else
         [ -n "${train_config}" ] || die "--train_config is required for stage 3"
         log "Stage 3: training Tacotron 2 (${train_config}) with ESPnet's trainer -> ${tts_exp} (log: ${tts_exp}/train.log)"
@@ -329,7 +409,7 @@ if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
                 --train_config "${tts_exp}/config.yaml" ${inference_config:+--inference_config "${inference_config}"} \
                 --text "${data_feats}/${dset}/text" --wav_scp "${data_feats}/${dset}/wav.scp" \
                 --key_file "${_logdir}/keys.JOB.scp" --modes "${_modes}" --seed "${decode_seed}" \
-                --output_dir "${_logdir}/output.JOB" ${inference_args} \
+                --batch_size "${decode_batch_size}" --output_dir "${_logdir}/output.JOB" ${inference_args} \
             || die_with_logs "decoding ${dset} failed (logs: ${_logdir}/decode.*.log)" "${_logdir}"/decode.*.log
         # Merge the jobs into ESPnet's decode layout, one directory per mode.
         for mode in ${_modes//,/ }; do
@@ -398,6 +478,41 @@ fi
 
 if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
     stage_timer 6
+    # ebm_decode_set DECODE_DIR SET INIT LANGEVIN_DECODE_OPTIONS...: decode SET from stage 4's INIT decode into
+    # DECODE_DIR/SET (jobs merged), its settings.yaml beside the sets in DECODE_DIR
+    ebm_decode_set() {
+        local _dir=$1/$2 _set=$2 _iname=$3 _init=${tts_exp}/decode_$3/$2/denorm/feats.scp _logdir _f
+        shift 3
+        [ -f "${_init}" ] || die "${_init} is missing: run stage 4"
+        _logdir=${_dir}/log
+        log "Stage 6: Langevin decoding of ${_set} from ${_iname} ($(basename "$(dirname "${_dir}")"); ${nj} jobs) -> ${_dir}"
+        rm -rf "${_dir}"
+        mkdir -p "${_logdir}"
+        split_for_jobs "${data_feats}/${_set}/text" "${_logdir}/keys"
+        # shellcheck disable=SC2086
+        ${infer_cmd} --gpu "${infer_ngpu}" JOB=1:"${_nj}" "${_logdir}/langevin.JOB.log" \
+            ${python} -m ebm.bin.langevin_decode --ngpu "${infer_ngpu}" "$@" \
+                --text "${data_feats}/${_set}/text" --init_scp "${_init}" --init_name "${_iname}" \
+                --key_file "${_logdir}/keys.JOB.scp" --output_dir "${_logdir}/output.JOB" \
+            || die_with_logs "Langevin decoding of ${_set} failed (logs: ${_logdir}/langevin.*.log)" \
+                "${_logdir}"/langevin.*.log
+        mkdir -p "${_dir}"/{norm,denorm}
+        for _f in norm/feats.scp denorm/feats.scp energy stopped rtf; do
+            merge_jobs "${_logdir}/output.JOB/${_f}" "${_dir}/${_f}"
+        done
+        cp "${_logdir}/output.1/settings.yaml" "$(dirname "${_dir}")/settings.yaml"
+        log "$(wc -l < "${_dir}/stopped") of $(wc -l < "${_dir}/rtf") chains stopped early (see ${_dir}/stopped)"
+    }
+  if [ -n "${ebm_decode_like}" ]; then  # the settings of an earlier decode, read from its settings.yaml
+    _settings=${ebm_decode_like}/settings.yaml
+    [ -f "${_settings}" ] || die "${_settings} is missing: --ebm_decode_like takes a stage 6 decode directory"
+    _like_init=$(${python} -c 'import sys, yaml; print((yaml.safe_load(open(sys.argv[1])) or {}).get("init") or "")' \
+        "${_settings}") || die "cannot read ${_settings}"
+    [ -n "${_like_init}" ] || die "${_settings} names no initial hypotheses (init); decode again with stage 6"
+    for dset in ${ebm_decode_sets:-${dev_set} ${eval_sets}}; do
+        ebm_decode_set "${ebm_decode_like}" "${dset}" "${_like_init}" --settings "${_settings}"
+    done
+  else
     [ -e "${ebm_exp}/${ebm_inference_model}" ] || die "no EBM at ${ebm_exp}/${ebm_inference_model}: run stage 5"
     _decode_exp=${ebm_exp}; _poe_opt=""; _poe_tag=""
     [ -n "${ebm_experts}" ] || [ "${ebm_weight}" = 1.0 ] || [ "${ebm_weight}" = 1 ] \
@@ -417,7 +532,7 @@ if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
     for _steps in ${ebm_decode_steps:-config}; do
         for _lambda in ${ebm_decode_step_sizes:-config}; do
             for _sigma in ${ebm_decode_sigmas:-config}; do
-              for _minbin in ${ebm_decode_min_bins:-config}; do
+              for _minbin in ${ebm_decode_drift_min_bins:-config}; do
                 _tag=langevin; _opt=""
                 [ "${_steps}" = config ] || { _tag+=_steps${_steps}; _opt+=" --steps ${_steps}"; }
                 [ "${_lambda}" = config ] || { _tag+=_lambda${_lambda}; _opt+=" --step_size ${_lambda}"; }
@@ -425,33 +540,16 @@ if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
                 [ "${_minbin}" = config ] || { _tag+=_minbin${_minbin}; _opt+=" --drift_min_bin ${_minbin}"; }
                 _tag+=${_poe_tag}; _opt+=" ${_poe_opt}"
                 for dset in ${ebm_decode_sets:-${dev_set} ${eval_sets}}; do
-                    _init=${tts_exp}/decode_${ebm_init}/${dset}/denorm/feats.scp
-                    [ -f "${_init}" ] || die "${_init} is missing: run stage 4"
-                    _dir=${_decode_exp}/decode_${_tag}_from_${ebm_init}/${dset}
-                    _logdir=${_dir}/log
-                    log "Stage 6: Langevin decoding of ${dset} from ${ebm_init} (${_tag}; ${nj} jobs) -> ${_dir}"
-                    rm -rf "${_dir}"
-                    mkdir -p "${_logdir}"
-                    split_for_jobs "${data_feats}/${dset}/text" "${_logdir}/keys"
                     # shellcheck disable=SC2086
-                    ${infer_cmd} --gpu "${infer_ngpu}" JOB=1:"${_nj}" "${_logdir}/langevin.JOB.log" \
-                        ${python} -m ebm.bin.langevin_decode --ngpu "${infer_ngpu}" --model_file "${ebm_exp}/${ebm_inference_model}" \
-                            --train_config "${ebm_exp}/config.yaml" ${ebm_inference_config:+--config "${ebm_inference_config}"} \
-                            --text "${data_feats}/${dset}/text" --init_scp "${_init}" --init_name "${ebm_init}" \
-                            --key_file "${_logdir}/keys.JOB.scp" --output_dir "${_logdir}/output.JOB" ${_opt} \
-                        || die_with_logs "Langevin decoding of ${dset} failed (logs: ${_logdir}/langevin.*.log)" \
-                            "${_logdir}"/langevin.*.log
-                    mkdir -p "${_dir}"/{norm,denorm}
-                    for f in norm/feats.scp denorm/feats.scp energy stopped rtf; do
-                        merge_jobs "${_logdir}/output.JOB/${f}" "${_dir}/${f}"
-                    done
-                    cp "${_logdir}/output.1/settings.yaml" "$(dirname "${_dir}")/settings.yaml"
-                    log "$(wc -l < "${_dir}/stopped") of $(wc -l < "${_dir}/rtf") chains stopped early (see ${_dir}/stopped)"
+                    ebm_decode_set "${_decode_exp}/decode_${_tag}_from_${ebm_init}" "${dset}" "${ebm_init}" \
+                        --model_file "${ebm_exp}/${ebm_inference_model}" --train_config "${ebm_exp}/config.yaml" \
+                        ${ebm_inference_config:+--config "${ebm_inference_config}"} ${_opt}
                 done
               done
             done
         done
     done
+  fi
 fi
 
 if [ ${stage} -le 7 ] && [ ${stop_stage} -ge 7 ]; then
@@ -522,8 +620,9 @@ if [ ${stage} -le 7 ] && [ ${stop_stage} -ge 7 ]; then
     done
     # Scoring: one pass per set over every system whose scores are older than its wavs or were made with other
     # metric settings (scores_<tag>.settings beside them), so that each reference is analysed once however many
-    # Langevin settings are compared.
-    _sopts="--n_shift ${n_shift} --f0min ${f0min} --f0max ${f0max}"
+    # Langevin settings are compared. The feature settings frame every metric and give the reference's mel for the
+    # vocoder-free mel distance (each system's own mel: its denorm/feats.scp; analysis-synthesis: the reference's).
+    _sopts="${feats_cli_opts} --f0min ${f0min} --f0max ${f0max}"
     for dset in ${dev_set} ${eval_set}; do
         _todo=()
         for _sys in ${_gt} ${_base} ${_controls} ${_ebms}; do
@@ -543,7 +642,11 @@ if [ ${stage} -le 7 ] && [ ${stop_stage} -ge 7 ]; then
         mkdir -p "${_logdir}"
         split_for_jobs "${data_feats}/${dset}/text" "${_logdir}/keys"
         _opts=""
-        for i in "${!_todo[@]}"; do _opts+=" --system ${_todo[$i]}/${dset}/wav_${_vtag}/wav.scp ${_logdir}/scores.${i}.JOB.tsv"; done
+        for i in "${!_todo[@]}"; do
+            _mel=${_todo[$i]}/${dset}/denorm/feats.scp
+            [ "${_todo[$i]}" != "${_gt}" ] || _mel=reference
+            _opts+=" --system ${_todo[$i]}/${dset}/wav_${_vtag}/wav.scp ${_logdir}/scores.${i}.JOB.tsv ${_mel}"
+        done
         # shellcheck disable=SC2086
         ${decode_cmd} JOB=1:"${_nj}" "${_logdir}/score.JOB.log" \
             ${python} -m ebm.bin.score_wavs --ref_wav_scp "${data_feats}/${dset}/wav.scp" \
@@ -571,6 +674,12 @@ if [ ${stage} -le 7 ] && [ ${stop_stage} -ge 7 ]; then
         --title "$(basename "$(dirname "${PWD}")")" --plot_dir "${expdir}/results_${_vtag}" \
         --output_md "${results}" --output_json "${results%.md}.json" \
         --search_log "${results%.md}_search.tsv"
+    log "Stage 7: writing the listening page ${expdir}/results_${_vtag}/index.html (audio and mels per eval utterance)"
+    # shellcheck disable=SC2086
+    ${python} -m ebm.bin.make_listening_page --results_json "${results%.md}.json" --results_md "${results}" \
+        --data_dir "${data_feats}/${eval_set}" --eval_set "${eval_set}" --vocoder_tag "${_vtag}" \
+        --ground_truth "${_gt}" --baseline "${_base}" ${_opts} ${feats_cli_opts} \
+        --title "$(basename "$(dirname "${PWD}")")" --output_dir "${expdir}/results_${_vtag}"
 fi
 
 stage_timer end

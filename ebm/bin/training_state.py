@@ -1,0 +1,40 @@
+"""Print whether the ESPnet training in an exp dir has finished (early-stopping rule or epoch cap), and why.
+
+Stages 3 and 5 ask before they (re)start ESPnet's trainer, so that re-running a finished stage trains nothing,
+and log the answer afterwards, so that the log says at which epoch and by which rule a model stopped. Output, one
+line on stdout: ``finished<TAB>reason`` or ``continue<TAB>reason``.
+"""
+
+import argparse
+import os
+
+from ebm.cli import EbmError, run
+from ebm.early_stopping import state_of, trainer_options
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--exp", required=True, help="the training's output dir (holds checkpoint.pth)")
+    p.add_argument("--config", required=True, help="the training config (max_epoch, patience)")
+    p.add_argument("--args", default="", help="extra trainer options, as passed to the trainer")
+    args = p.parse_args(argv)
+    opts = trainer_options(args.config, args.args)
+    ckpt = os.path.join(args.exp, "checkpoint.pth")
+    if not os.path.exists(ckpt):
+        print(f"continue\tno {ckpt} yet: training starts at epoch 1 (at most {opts['max_epoch']} epochs)")
+        return
+    import torch
+
+    try:  # the recipe's own file, written by ESPnet's trainer (it holds numpy values, not only tensors)
+        state = torch.load(ckpt, map_location="cpu", weights_only=False)
+    except Exception as e:
+        raise EbmError(f"{ckpt} does not load ({type(e).__name__}: {e}); move it aside to restart the training "
+                       "from its last epoch snapshot or from scratch")
+    if "reporter" not in state:
+        raise EbmError(f"{ckpt} holds no trainer state (keys: {', '.join(state)}): it is not ESPnet's checkpoint")
+    st = state_of(state["reporter"], opts["max_epoch"], opts["patience"], opts["early_stopping_criterion"])
+    print(f"{'finished' if st.finished else 'continue'}\t{st.reason}")
+
+
+if __name__ == "__main__":
+    run(main)

@@ -67,9 +67,9 @@ from typing import Dict, Optional, Tuple
 import numpy as np
 import pysptk
 import pyworld
-import soundfile as sf
 
 from ebm.alignment import dtw_path  # noqa: F401  (the one DTW; metrics align along it)
+from ebm.audio import read_wav
 from ebm.cli import EbmError
 
 #: All-pass constant of the mel-cepstrum per sample rate (approximates the mel scale at that rate).
@@ -100,15 +100,8 @@ def _signal(wav, fs: int, what: str = "wav") -> np.ndarray:
     """A 1-D float64 array on the int16 scale; ``what`` names the signal in errors."""
     if isinstance(wav, (str, os.PathLike)):
         path = os.fspath(wav)
-        if not os.path.isfile(path):
-            raise EbmError(f"{what} {path} does not exist")
-        data, rate = sf.read(path, dtype="int16", always_2d=True)
-        if rate != fs:
-            raise EbmError(f"{what} {path} is sampled at {rate} Hz but the metrics run at fs={fs} Hz; "
-                           "resample it (or score at its rate)")
-        if data.shape[1] != 1:
-            raise EbmError(f"{what} {path} has {data.shape[1]} channels; metrics need mono wavs")
-        what, wav = f"{what} {path}", data[:, 0]
+        wav, _ = read_wav(path, what=what, fs=fs)
+        what = f"{what} {path}"
     x = np.asarray(wav)
     if x.ndim != 1:
         raise EbmError(f"{what} has shape {x.shape}; metrics need a mono 1-D signal")

@@ -44,4 +44,4 @@ def test_wrong_rate_names_the_file(tmp_path):
     wav_scp = scp(tmp_path, [200.0])
     proc = run_module("ebm.bin.check_mel_band", "--wav_scp", wav_scp, "--fs", 16000)
     assert proc.returncode == 1
-    assert "u0:" in proc.stderr and "is at 22050 Hz" in proc.stderr
+    assert "u0:" in proc.stderr and "is sampled at 22050 Hz" in proc.stderr

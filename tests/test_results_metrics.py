@@ -12,6 +12,7 @@ import yaml
 
 from ebm import metrics
 from ebm.cli import EbmError
+from ebm.scoring import read_scores
 
 FS = 22050
 
@@ -114,7 +115,7 @@ def test_score_wavs_writes_the_new_columns(tmp_path):
                      "--system", str(tmp_path / "noisy.scp"), out["noisy"], str(tmp_path / "offset_mel.scp"),
                      "--system", str(tmp_path / "noisy.scp"), out["nomel"]])
     assert open(out["same"]).readline().rstrip("\n").split("\t") == ["utt", *score_wavs.COLUMNS]
-    s = {k: score_wavs.read_scores(v)["u1"] for k, v in out.items()}
+    s = {k: read_scores(v)["u1"] for k, v in out.items()}
     assert s["as"]["mel_distance"] == 0.0 and s["same"]["mel_distance"] == pytest.approx(0.0, abs=1e-5)
     assert s["noisy"]["mel_distance"] == pytest.approx(2.0, abs=1e-4)
     assert math.isnan(s["nomel"]["mel_distance"])
@@ -135,7 +136,7 @@ UTTS = [f"u{i}" for i in range(8)]
 
 def write_scores(path, **means):
     """A scores table whose per-utterance values scatter a little around the given means (0.5% noise)."""
-    from ebm.bin.score_wavs import COLUMNS
+    from ebm.scoring import COLUMNS
 
     defaults = dict(mcd=10.0, log_f0_rmse=0.1, vde=0.1, gpe=0.1, ffe=0.2, mel_distance=8.0, mcd_silence_share=0.3,
                     predicted_mos=3.0)

@@ -14,10 +14,11 @@ import logging
 
 import numpy as np
 
-from ebm.bin.score_wavs import add_f0_range, f0_range, load
+from ebm.audio import read_wav
 from ebm.cli import EbmError, run, setup_logging
 from ebm.io import read_scp
 from ebm.metrics import f0
+from ebm.scoring import add_f0_range, f0_range
 from ebm.vocoder import FeatureSettings
 
 
@@ -50,12 +51,7 @@ def main(argv=None):
     picks = [entries[i] for i in np.unique(np.linspace(0, len(entries) - 1, max(1, args.num_utts)).astype(int))]
     voiced = []
     for key, path in picks:
-        try:
-            wav, fs = load(key, path, "training")
-        except EbmError as e:
-            raise EbmError(f"{e}; rerun stage 1") from None
-        if fs != settings.fs:
-            raise EbmError(f"{key}: {path} is at {fs} Hz, the recipe's --fs is {settings.fs}; rerun stage 1")
+        wav, fs = read_wav(path, key, "training wav", fs=settings.fs, fix="rerun stage 1")
         track = f0(wav, fs, n_shift=settings.n_shift, f0_floor=f0min, f0_ceil=f0max)
         voiced.append(track[track > 0])
     voiced = np.concatenate(voiced)

@@ -3,7 +3,7 @@
 Stage 7's log-F0 RMSE of a system counts the frames voiced in it and in the reference. A refinement that voices
 more of the reference's voiced frames (a lower VDE) is then scored on more, and harder, frames: its log-F0 RMSE
 can rise while its pitch is no worse. This script scores every system on the same frames, those voiced in the
-reference and in all systems (:func:`ebm.metrics.common_voiced_f0`), and reports each system's paired
+reference and in all systems (:func:`ebm.metrics.common_voiced_f0`, through :mod:`ebm.scoring`), and reports each system's paired
 difference from the first (the baseline) with a 95% bootstrap interval over utterances.
 
 Example (egs/<corpus>/tts1, after stage 7)::
@@ -14,14 +14,10 @@ Example (egs/<corpus>/tts1, after stage 7)::
 """
 
 import argparse
-import logging
-import math
 
-import numpy as np
-
-from ebm.bin.score_wavs import add_f0_range, f0_range, load
 from ebm.cli import EbmError, run, setup_logging
-from ebm.io import read_scp, write_atomic
+from ebm.io import write_atomic
+from ebm.scoring import Analyses, add_f0_range, compare, f0_range, summary
 
 
 def get_parser():
@@ -34,67 +30,6 @@ def get_parser():
     p.add_argument("--n_boot", type=int, default=2000)
     add_f0_range(p)
     return p
-
-
-def bootstrap(d, n_boot=2000, seed=0):
-    """Mean of ``d`` (NaNs dropped) and its 95% bootstrap interval."""
-    d = np.asarray([x for x in d if not math.isnan(x)])
-    if d.size == 0:
-        return float("nan"), float("nan"), float("nan")
-    means = d[np.random.default_rng(seed).integers(0, d.size, size=(n_boot, d.size))].mean(axis=1)
-    return float(d.mean()), float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
-
-
-class Analyses:
-    """WORLD/mel-cepstral analyses of one wav.scp, each utterance analysed once however often it is compared."""
-
-    def __init__(self, wav_scp, what, n_shift=256, ref_fs=None, f0_range=None):
-        self.wavs, self.what, self.n_shift, self.ref_fs = dict(read_scp(wav_scp)), what, n_shift, ref_fs
-        self.f0_range = f0_range  # (floor, ceil) Hz; None: ebm.metrics' default
-        self.cache, self.fs = {}, {}
-
-    def __getitem__(self, key):
-        if key not in self.cache:
-            from ebm.metrics import analyse
-
-            wav, fs = load(key, self.wavs[key], self.what)
-            if self.ref_fs is not None and fs != self.ref_fs.fs[key]:
-                raise EbmError(f"{key}: reference at {self.ref_fs.fs[key]} Hz but {self.wavs[key]} at {fs} Hz; "
-                               "vocode at the recipe's fs")
-            self.fs[key] = fs
-            rng = {} if self.f0_range is None else dict(f0_floor=self.f0_range[0], f0_ceil=self.f0_range[1])
-            self.cache[key] = analyse(wav, fs, n_shift=self.n_shift, what=f"{self.what} wav {self.wavs[key]}", **rng)
-        return self.cache[key]
-
-
-def compare(ref, systems, keys=None):
-    """Per utterance, :func:`ebm.metrics.common_voiced_f0` of ``systems`` (a list of :class:`Analyses`) against
-    ``ref``: ``[(key, n_common, log_f0_rmse (S,), voiced_share (S,))]`` over the utterances all of them have."""
-    from ebm.metrics import common_voiced_f0
-
-    if keys is None:
-        keys = sorted(set(ref.wavs).intersection(*[s.wavs for s in systems]))
-    if not keys:
-        raise EbmError(f"no utterance is in every wav.scp compared ({ref.what}, "
-                       f"{', '.join(s.what for s in systems)}); check the paths")
-    rows = []
-    for i, key in enumerate(keys, 1):
-        r = common_voiced_f0(ref[key], [s[key] for s in systems])
-        rows.append((key, r["n_common"], r["log_f0_rmse"], r["voiced_share"]))
-        if i % 10 == 0 or i == len(keys):
-            logging.info(f"{i}/{len(keys)} utterances compared on common voiced frames")
-    return rows
-
-
-def summary(rows, n_boot=2000):
-    """Means over utterances and, for each system after the first, the paired difference from the first."""
-    rmse = np.array([r[2] for r in rows])
-    share = np.array([r[3] for r in rows])
-    out = {"n_utts": len(rows), "mean_common_frames": float(np.mean([r[1] for r in rows])),
-           "log_f0_rmse": [float(np.nanmean(rmse[:, s])) for s in range(rmse.shape[1])],
-           "voiced_share": [float(np.mean(share[:, s])) for s in range(share.shape[1])],
-           "diff_ci95": [None] + [list(bootstrap(rmse[:, s] - rmse[:, 0], n_boot)) for s in range(1, rmse.shape[1])]}
-    return out
 
 
 def main(argv=None):

@@ -19,10 +19,10 @@ import os
 import shutil
 
 import numpy as np
-import soundfile as sf
 import torch
 import yaml
 
+from ebm.audio import read_wav
 from ebm.cli import EbmError, run, setup_logging
 from ebm.io import read_scp
 from ebm.vocoder import FeatureSettings
@@ -49,19 +49,8 @@ def resolve(path, base_dir):
 
 
 def read_wave(utt, path, fs):
-    """Float waveform in [-1, 1] as ESPnet's sound loader reads it, or an EbmError naming the utterance."""
-    if not os.path.isfile(path):
-        raise EbmError(f"{utt}: missing wav {path}; rerun the TTS recipe's stage 1")
-    try:
-        wave, rate = sf.read(path, dtype="float64", always_2d=True)
-    except Exception as e:  # libsndfile's messages do not name the file
-        raise EbmError(f"{utt}: unreadable wav {path} ({e}); rerun the TTS recipe's stage 1") from None
-    if wave.shape[1] != 1:
-        raise EbmError(f"{utt}: {path} has {wave.shape[1]} channels; the TTS recipe's stage 1 writes mono")
-    if rate != fs:
-        raise EbmError(f"{utt}: {path} is at {rate} Hz, the recipe's --fs is {fs}; rerun the TTS recipe's "
-                       "stage 1 with the same --fs")
-    return wave[:, 0]
+    """Float waveform in [-1, 1] as ESPnet's sound loader reads it (:func:`ebm.audio.read_wav`'s checks)."""
+    return read_wav(path, utt, fs=fs, fix="rerun the TTS recipe's stage 1")[0]
 
 
 def reference_frames(num_samples, n_shift):

@@ -17,6 +17,7 @@ import shutil
 import numpy as np
 import soundfile as sf
 
+from ebm.audio import read_wav
 from ebm.cli import EbmError, run, setup_logging
 from ebm.io import read_scp, write_atomic
 
@@ -35,57 +36,11 @@ def get_parser():
 # Where a bad file is fixed: stage 1 rebuilds data/ from the corpus, so editing data/ would not last.
 FIX_IN_CORPUS = "remove the utterance from the corpus (its line in metadata.csv; stage 1 rebuilds data/ from it)"
 
-# Data-chunk sizes that streaming writers leave when they cannot seek back: the length is unknown, not promised.
-_UNKNOWN_SIZES = (0, 0xFFFFFFFF, 0x7FFFF000)
-
-
-def header_frames(path):
-    """The number of frames a RIFF/WAVE header promises (data-chunk bytes / block size), or None when the file
-    is not such a WAV or does not say."""
-    with open(path, "rb") as f:
-        head = f.read(12)
-        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
-            return None
-        block_align = None
-        while True:
-            chunk = f.read(8)
-            if len(chunk) < 8:
-                return None
-            cid, size = chunk[:4], int.from_bytes(chunk[4:], "little")
-            if cid == b"fmt ":
-                fmt = f.read(size)
-                if len(fmt) >= 14:
-                    block_align = int.from_bytes(fmt[12:14], "little")
-                f.seek(size & 1, 1)
-            elif cid == b"data":
-                if not block_align or size in _UNKNOWN_SIZES:
-                    return None
-                return size // block_align
-            else:
-                f.seek(size + (size & 1), 1)
-
-
 def load_mono(utt, path):
-    """Read one wav as int16 mono, or raise an EbmError that says what is wrong with it."""
-    if "|" in path:
-        raise EbmError(f"{utt}: piped wav.scp entries are not supported ({path!r}); write the audio to files")
-    if not os.path.isfile(path):
-        raise EbmError(f"{utt}: missing wav {path}; restore the file or {FIX_IN_CORPUS}")
-    try:
-        audio, rate = sf.read(path, dtype="int16", always_2d=True)
-    except Exception as e:  # libsndfile says "Format not recognised", "unexpected end of file", ...
-        raise EbmError(f"{utt}: corrupt or unreadable wav {path} ({e}); re-extract or re-record it, or "
-                       f"{FIX_IN_CORPUS}") from None
-    if audio.shape[1] != 1:
-        raise EbmError(f"{utt}: {path} has {audio.shape[1]} channels; mono is expected, downmix it first")
-    if audio.shape[0] == 0:
-        raise EbmError(f"{utt}: {path} contains no samples; replace the file or {FIX_IN_CORPUS}")
-    promised = header_frames(path)
-    if promised is not None and audio.shape[0] < promised:
-        raise EbmError(f"{utt}: {path} is cut short: its header promises {promised} samples "
-                       f"({promised / rate:.2f} s), the file holds {audio.shape[0]} ({audio.shape[0] / rate:.2f} s); "
-                       f"copy or extract it again, or {FIX_IN_CORPUS}")
-    return audio[:, 0], rate
+    """Read one wav as int16 mono (:func:`ebm.audio.read_wav`'s checks, the header's sample count included), or
+    raise an EbmError that says what is wrong with it and to fix it in the corpus."""
+    audio, rate = read_wav(path, utt, fix=FIX_IN_CORPUS)
+    return np.round(audio.astype(np.float64) * 32768.0).clip(-32768, 32767).astype(np.int16), rate
 
 
 def resample(audio, rate, fs):

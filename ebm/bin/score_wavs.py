@@ -17,16 +17,12 @@ import time
 import warnings
 
 import numpy as np
-import soundfile as sf
 
+from ebm.audio import read_wav
 from ebm.cli import EbmError, run, setup_logging
 from ebm.io import open_feats_scp, read_scp, write_atomic
+from ebm.scoring import COLUMNS, REFERENCE_MEL, add_f0_range, f0_range
 from ebm.vocoder import FeatureSettings
-
-COLUMNS = ("mcd", "log_f0_rmse", "vde", "gpe", "ffe", "mel_distance", "mcd_silence_share", "predicted_mos")
-
-#: MEL_SCP of a system whose mel is the reference's own (analysis-synthesis).
-REFERENCE_MEL = "reference"
 
 
 def get_parser():
@@ -39,30 +35,6 @@ def get_parser():
     FeatureSettings.add_arguments(p)  # the reference's mel for the mel distance; --n_shift frames every metric
     add_f0_range(p)
     return p
-
-
-def add_f0_range(p):
-    """The pitch tracker's search range, named as in ESPnet's ``evaluate_f0.py``: set it to the speaker's."""
-    p.add_argument("--f0min", type=float, default=40.0, help="lowest F0 WORLD harvest may find (Hz)")
-    p.add_argument("--f0max", type=float, default=800.0, help="highest F0 WORLD harvest may find (Hz)")
-
-
-def f0_range(args):
-    """``(f0min, f0max)`` checked: octave errors of the tracker decide log-F0 RMSE, so a bad range must not pass."""
-    if not 0 < args.f0min < args.f0max:
-        raise EbmError(f"the F0 search range --f0min {args.f0min:g} --f0max {args.f0max:g} is empty or negative; "
-                       "give 0 < f0min < f0max in Hz (e.g. 40 and 800, or the speaker's range)")
-    return args.f0min, args.f0max
-
-
-def load(key, path, what):
-    try:
-        wav, fs = sf.read(path, dtype="float64")
-    except Exception as e:
-        raise EbmError(f"{key}: cannot read the {what} wav {path} ({e})") from None
-    if wav.ndim != 1:
-        raise EbmError(f"{key}: the {what} wav {path} is not mono")
-    return wav, fs
 
 
 def check_systems(systems):
@@ -100,12 +72,12 @@ def main(argv=None):
     rows = [[] for _ in systems]
     t0, mos_s, audio_s = time.perf_counter(), 0.0, 0.0
     for i, key in enumerate(keys, 1):
-        ref, fs = load(key, refs[key], "reference")
+        ref, fs = read_wav(refs[key], key, "reference wav", fix="rerun stage 1")
         try:
             ref_a = analyse(ref, fs, what="reference wav", **opts)
             ref_mel = None
             for n, (gens, _, _, mel) in enumerate(systems):
-                gen, fs_gen = load(key, gens[key], "generated")
+                gen, fs_gen = read_wav(gens[key], key, "generated wav", fix="rerun the vocoding of this system")
                 if fs_gen != fs:
                     raise EbmError(f"reference at {fs} Hz but {gens[key]} at {fs_gen} Hz; vocode at the recipe's fs")
                 s = score_analyses(ref_a, analyse(gen, fs, what=f"generated wav {gens[key]}", **opts))
@@ -142,14 +114,6 @@ def main(argv=None):
             means = {c: np.nanmean([r[j + 1] for r in sys_rows]) if sys_rows else math.nan
                      for j, c in enumerate(COLUMNS)}
         logging.info(f"{scp}: " + " ".join(f"{c}={v:.4f}" for c, v in means.items() if not math.isnan(v)))
-
-
-def read_scores(path):
-    """``{utt: {metric: value}}`` from a table written by this script."""
-    with open(path) as f:
-        header = f.readline().rstrip("\n").split("\t")
-        return {parts[0]: {c: float(v) for c, v in zip(header[1:], parts[1:])}
-                for parts in (line.rstrip("\n").split("\t") for line in f if line.strip())}
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ import shutil
 
 import numpy as np
 
+from ebm.audio import read_mel
 from ebm.cli import EbmError, run, setup_logging
 from ebm.io import open_feats_scp, read_scp, write_atomic
 from ebm.vocoder import FeatureSettings
@@ -71,7 +72,6 @@ def main(argv=None):
     with contextlib.redirect_stdout(io.StringIO()):  # espnet prints import notices on stdout
         from espnet2.layers.global_mvn import GlobalMVN
 
-        from ebm.bin.vocode import read_mel
         from ebm.alignment import dtw_warped_reference
     mvn = GlobalMVN(args.stats_file)
     settings = FeatureSettings.from_args(args)
@@ -97,7 +97,7 @@ def main(argv=None):
         if h.shape != y.shape:
             raise EbmError(f"{key}: refined {y.shape} vs initial {h.shape}; Langevin keeps the shape, so "
                            f"{args.refined_dir} was not decoded from {args.init_dir}")
-        ref = torch.from_numpy(read_mel(key, refs[key], settings, None))[None]
+        ref = torch.from_numpy(read_mel(key, settings, wav_path=refs[key]))[None]
         ref_lengths = torch.tensor([ref.shape[1]])
         ref, _ = mvn(ref, ref_lengths)
         w = dtw_warped_reference(ref, ref_lengths, torch.from_numpy(h)[None], torch.tensor([len(h)]))[0].numpy()

@@ -14,6 +14,7 @@ import time
 import numpy as np
 import soundfile as sf
 
+from ebm.audio import read_mel
 from ebm.cli import EbmError, run, setup_logging
 from ebm.io import open_feats_scp, read_scp, write_atomic
 from ebm.vocoder import FeatureSettings, load_vocoder
@@ -32,24 +33,6 @@ def get_parser():
     FeatureSettings.add_arguments(p)
     p.add_argument("--ngpu", type=int, default=0)
     return p
-
-
-def read_mel(key, source, settings, reader):
-    if reader is not None:
-        mel = np.asarray(reader[key], dtype=np.float32)
-    else:
-        try:
-            wav, fs = sf.read(source, dtype="float32")
-        except Exception as e:  # soundfile's errors do not name the file
-            raise EbmError(f"{key}: cannot read {source} ({e}); rerun stage 1") from None
-        if fs != settings.fs:
-            raise EbmError(f"{key}: {source} is at {fs} Hz, the recipe's --fs is {settings.fs}; rerun stage 1")
-        mel = settings.logmel(wav)
-    if mel.ndim != 2 or mel.shape[1] != settings.n_mels:
-        raise EbmError(f"{key}: mel of shape {mel.shape}, expected (frames, {settings.n_mels})")
-    if not np.isfinite(mel).all():
-        raise EbmError(f"{key}: the mel has non-finite values; its decode failed (see the decode's logs)")
-    return mel
 
 
 def main(argv=None):
@@ -72,7 +55,7 @@ def main(argv=None):
     os.makedirs(args.output_dir, exist_ok=True)
     lines, t0, audio_s = [], time.perf_counter(), 0.0
     for i, key in enumerate(keys, 1):
-        wav = vocoder(read_mel(key, sources[key], settings, reader))
+        wav = vocoder(read_mel(key, settings, reader, wav_path=None if reader else sources[key]))
         path = os.path.join(args.output_dir, f"{key}.wav")
         tmp = f"{path}.tmp.wav"
         peak = float(np.abs(wav).max()) if wav.size else 0.0

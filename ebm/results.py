@@ -1,0 +1,330 @@
+"""The results table's records and rules: what a system scored, which EBM setting dev chooses, and the verdict.
+
+``ebm.bin.make_results`` reads stage 7's tables into :class:`SystemRecord` (one per system: analysis-synthesis,
+Tacotron 2, a variance-scaling control, one Langevin decode), each with its dev and eval :class:`Numbers`. The
+rules are functions that return what they computed and write into no record: :func:`choose_on_dev` picks each
+EBM's setting (and the control's scale), :func:`verdict` says whether the chosen setting beats Tacotron 2 on eval
+and returns its intervals, :func:`against_control` compares it with the chosen control. The writers of RESULTS.md,
+RESULTS.json and the search log combine records and verdicts, so what they write does not depend on the order in
+which the rules ran.
+
+The verdict says "beats" only when every one of these holds on eval: MCD lower outside the noise (the 95% paired
+bootstrap interval of the per-utterance difference below 0); predicted MOS not worse outside the noise (its
+interval not below 0); log-F0 RMSE and FFE no worse; and, when a variance-scaling control was run, MCD lower than
+the control's outside the noise. Dev chooses with the same conditions on dev means.
+"""
+
+import os
+import re
+import warnings
+from dataclasses import dataclass, field, replace
+from typing import Dict, List, Optional
+
+import numpy as np
+import yaml
+
+from ebm.cli import EbmError
+from ebm.scoring import COLUMNS, Analyses, bootstrap, compare, read_scores, summary
+
+
+@dataclass
+class Numbers:
+    """One system's means over one set's utterances (NaN: undefined for every utterance) and its cost."""
+
+    mcd: float
+    log_f0_rmse: float
+    vde: float
+    gpe: float
+    ffe: float
+    mel_distance: float
+    mcd_silence_share: float
+    predicted_mos: float
+    n_utts: int
+    rtf: Optional[float] = None  # an EBM's: Tacotron 2's plus Langevin's
+    rtf_refine: Optional[float] = None  # an EBM's Langevin alone
+    split_cost: bool = False  # rtf_refine is reported (an EBM)
+    #: eval only: each metric's per-utterance difference from Tacotron 2, [mean, low, high] of the 95% interval
+    diff_vs_tacotron2_ci95: Optional[Dict[str, List[float]]] = None
+
+    def get(self, key):
+        return getattr(self, key, None)
+
+    def to_dict(self) -> dict:
+        out = {c: getattr(self, c) for c in COLUMNS}
+        out["n_utts"] = self.n_utts
+        out["rtf"] = self.rtf
+        if self.split_cost:
+            out["rtf_refine"] = self.rtf_refine
+        if self.diff_vs_tacotron2_ci95 is not None:
+            out["diff_vs_tacotron2_ci95"] = self.diff_vs_tacotron2_ci95
+        return out
+
+
+@dataclass
+class SystemRecord:
+    """One row of the results: a system's identity, its decoding knobs (EBMs, controls) and its numbers."""
+
+    system: str  # "analysis-synthesis", "tacotron2", "control_gv" or "ebm"
+    dir: str
+    dev: Numbers
+    eval: Optional[Numbers]  # None: decoded on dev only (a search setting)
+    exp: Optional[str] = None  # an EBM's exp dir; "control_gv" for controls (the group dev chooses within)
+    criterion: Optional[str] = None
+    init: Optional[str] = None
+    steps: Optional[int] = None
+    step_size: Optional[float] = None
+    sigma: Optional[float] = None
+    normalize_grad: Optional[bool] = None
+    min_bin: Optional[int] = None
+    params: Optional[int] = None
+    weights: Optional[str] = None  # a product of experts' weights, "w1/w2"
+    scale: Optional[float] = None  # a control's variance scale
+
+
+@dataclass
+class Verdict:
+    """What :func:`verdict` found for one EBM's dev-chosen setting."""
+
+    text: str
+    beats: Optional[bool] = None  # None: not decoded on eval
+    diff_ci95: Dict[str, List[float]] = field(default_factory=dict)  # mcd, log_f0_rmse, ffe vs Tacotron 2
+    vs_control_ci95: Optional[List[float]] = None  # eval MCD minus the chosen control's
+    common_voiced_f0: Optional[dict] = None  # ebm.scoring.summary on the frames voiced in all
+
+    def eval_extra(self) -> dict:
+        """The verdict's numbers as RESULTS.json adds them to the chosen setting's eval entry."""
+        out = {f"{k}_diff_ci95": v for k, v in self.diff_ci95.items()}
+        if self.vs_control_ci95 is not None:
+            out["mcd_diff_vs_control_ci95"] = self.vs_control_ci95
+        if self.common_voiced_f0 is not None:
+            out["common_voiced_f0"] = self.common_voiced_f0
+        return out
+
+
+# --- reading stage 7's tables ------------------------------------------------------------------------------------
+
+def check_f0_range(path, f0min, f0max):
+    """Scores made with another F0 search range than the one this table states would be mixed in silently; stage
+    7 records its scoring options beside each table (``scores_<tag>.settings``; absent in older runs)."""
+    record = path[:-len(".tsv")] + ".settings"
+    if not os.path.isfile(record):
+        return
+    with open(record) as f:
+        tokens = f.read().split()
+    used = dict(zip(tokens[::2], tokens[1::2]))
+    for opt, want in (("--f0min", f0min), ("--f0max", f0max)):
+        if opt in used and float(used[opt]) != want:
+            raise EbmError(f"{path} was scored with {opt} {used[opt]}, but this table is for {opt} "
+                           f"{want:g}: rerun stage 7 with the same --f0min/--f0max")
+
+
+def nanmean(values):
+    """Mean without NaNs; NaN (no warning) when every value is NaN, e.g. log-F0 RMSE with no frame voiced in both."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return float(np.nanmean(values)) if len(values) else float("nan")
+
+
+def rtf(path, fs, n_shift):
+    """Seconds of computation per second of audio, from a ``key seconds frames`` file."""
+    if not os.path.isfile(path):
+        return None
+    sec = frames = 0.0
+    with open(path) as f:
+        for line in f:
+            _, s, n = line.split()
+            sec, frames = sec + float(s), frames + int(n)
+    return sec / (frames * n_shift / fs) if frames else None
+
+
+class ScoreTables:
+    """Stage 7's per-utterance tables of one results run (``<dir>/<set>/scores_<tag>.tsv``), each read once; a
+    table from before a metric existed is refused."""
+
+    def __init__(self, dev_set, eval_set, vocoder_tag, f0min, f0max, fs, n_shift):
+        self.dev_set, self.eval_set, self.vocoder_tag = dev_set, eval_set, vocoder_tag
+        self.f0min, self.f0max, self.fs, self.n_shift = f0min, f0max, fs, n_shift
+        self._cache = {}
+
+    def path(self, sysdir, dset):
+        return os.path.join(sysdir, dset, f"scores_{self.vocoder_tag}.tsv")
+
+    def scores(self, path):
+        if path not in self._cache:
+            if not os.path.isfile(path):
+                raise EbmError(f"{path} is missing: rerun stage 7 (its vocoding and scoring) for this system")
+            scores = read_scores(path)
+            if not scores:
+                raise EbmError(f"{path} has no utterances")
+            lacking = [c for c in COLUMNS if c not in next(iter(scores.values()))]
+            if lacking:
+                raise EbmError(f"{path} lacks the columns {', '.join(lacking)} (scored by an older stage 7): rerun "
+                               "stage 7, which rescores it")
+            self._cache[path] = scores
+        return self._cache[path]
+
+    def eval_scores(self, rec: SystemRecord):
+        return self.scores(self.path(rec.dir, self.eval_set))
+
+    def numbers(self, sysdir, dset) -> Numbers:
+        path = self.path(sysdir, dset)
+        if os.path.isfile(path):
+            check_f0_range(path, self.f0min, self.f0max)
+        scores = self.scores(path)
+        means = {c: nanmean([s[c] for s in scores.values()]) for c in COLUMNS}
+        return Numbers(**means, n_utts=len(scores), rtf=rtf(os.path.join(sysdir, dset, "rtf"), self.fs, self.n_shift))
+
+    def system(self, name, sysdir, eval_optional=False, **extra) -> SystemRecord:
+        ev = None
+        if not (eval_optional and not os.path.isdir(os.path.join(sysdir, self.eval_set))):  # else dev only
+            ev = self.numbers(sysdir, self.eval_set)
+        return SystemRecord(system=name, dir=sysdir, dev=self.numbers(sysdir, self.dev_set), eval=ev, **extra)
+
+    def ebm(self, ddir, baseline: SystemRecord) -> SystemRecord:
+        settings_file = os.path.join(ddir, "settings.yaml")
+        if not os.path.isfile(settings_file):
+            raise EbmError(f"{settings_file} is missing: rerun stage 6 for {ddir}")
+        with open(settings_file) as f:
+            st = yaml.safe_load(f)
+        rec = self.system("ebm", ddir, eval_optional=True, exp=os.path.dirname(os.path.normpath(ddir)),
+                          criterion=st.get("criterion"), init=st.get("init"), steps=st["sampler"]["steps"],
+                          step_size=st["sampler"]["step_size"], sigma=st["sampler"]["sigma"],
+                          normalize_grad=st["sampler"].get("normalize_grad"),
+                          min_bin=st["sampler"].get("drift_min_bin", 0), params=st.get("params"),
+                          weights="/".join(f"{e['weight']:g}" for e in st["experts"]) if st.get("experts") else None)
+        for part, base in ((rec.dev, baseline.dev), (rec.eval, baseline.eval)):
+            if part is None:  # refinement cost on its own, and the whole system's (Tacotron 2 + Langevin)
+                continue
+            r, b = part.rtf, base.rtf
+            part.rtf_refine, part.split_cost = r, True
+            part.rtf = (r + b) if (r is not None and b is not None) else r
+        return rec
+
+    def control(self, cdir) -> SystemRecord:
+        """A variance-scaled Tacotron 2 (``<base>_gv<scale>``); its cost is Tacotron 2's."""
+        m = re.search(r"_gv([0-9.]+)$", os.path.normpath(cdir))
+        scale = float(m.group(1)) if m else None
+        return self.system("control_gv", cdir, exp="control_gv", scale=scale,
+                           criterion=f"variance x{scale:g}" if scale is not None else "variance scaling")
+
+    def with_diffs(self, rec: SystemRecord, base: SystemRecord) -> SystemRecord:
+        """``rec`` with every metric's per-utterance difference from Tacotron 2 on eval and its 95% interval
+        (Tacotron 2 itself and a dev-only setting have none)."""
+        if rec is base or rec.eval is None:
+            return rec
+        mine, theirs = self.eval_scores(rec), self.eval_scores(base)
+        diffs = {c: list(paired_ci(mine, theirs, c)) for c in COLUMNS}
+        return replace(rec, eval=replace(rec.eval, diff_vs_tacotron2_ci95=diffs))
+
+
+def paired_ci(a, b, key, n_boot=2000, seed=0):
+    """Mean of the per-utterance differences a - b (two :func:`ebm.scoring.read_scores` tables) and its 95%
+    bootstrap interval (utterances resampled)."""
+    return bootstrap([a[u][key] - b[u][key] for u in sorted(set(a) & set(b))], n_boot, seed)
+
+
+# --- the rules ---------------------------------------------------------------------------------------------------
+
+def dev_conditions(r: SystemRecord, base: SystemRecord) -> List[bool]:
+    """The verdict's conditions against Tacotron 2, on dev means: MCD lower, predicted MOS, log-F0 RMSE and FFE no
+    worse (NaN fails its condition)."""
+    d, b = r.dev, base.dev
+    return [d.mcd < b.mcd, d.predicted_mos >= b.predicted_mos, d.log_f0_rmse <= b.log_f0_rmse, d.ffe <= b.ffe]
+
+
+def passes_on_dev(r: SystemRecord, base: SystemRecord) -> bool:
+    return all(dev_conditions(r, base))
+
+
+def choose_on_dev(records: List[SystemRecord], base: SystemRecord) -> Dict[str, SystemRecord]:
+    """Each group's (``exp``'s) setting: among the settings that fail the fewest of the verdict's conditions on dev
+    (none, when some pass them all), the lowest dev MCD; on a tie, the first given. Lowest dev MCD alone picks
+    settings that win MCD by breaking pitch (Langevin noise, or an over-long step, lowers MCD on Griffin-Lim audio
+    while FFE and log-F0 RMSE collapse)."""
+    best = {}
+    for exp in sorted({r.exp for r in records}):
+        mine = [r for r in records if r.exp == exp]
+        best[exp] = min(mine, key=lambda r: (-sum(dev_conditions(r, base)), r.dev.mcd))
+    return best
+
+
+def against_control(best: SystemRecord, ctl: Optional[SystemRecord], tables: ScoreTables):
+    """The EBM's eval MCD against the dev-chosen control's, with the paired interval: what the energy adds to
+    sharpening. Returns ``(text, beats, [d, lo, hi])``; ``beats`` and the interval are None when there is no
+    control to compare with."""
+    if ctl is None or best.eval is None or ctl.eval is None:
+        return "", None, None
+    d, lo, hi = paired_ci(tables.eval_scores(best), tables.eval_scores(ctl), "mcd")
+    e, c = best.eval, ctl.eval
+    outcome = "beats it" if hi < 0 else ("is worse" if lo > 0 else "is within the noise of it")
+    return (f". Against the control ({ctl.criterion}, chosen on dev): MCD {e.mcd:.3f} vs {c.mcd:.3f} "
+            f"(per-utterance difference {d:+.3f} dB, 95% interval [{lo:+.3f}, {hi:+.3f}]: the EBM {outcome}), "
+            f"predicted MOS {e.predicted_mos:.3f} vs {c.predicted_mos:.3f}, log-F0 RMSE "
+            f"{e.log_f0_rmse:.4f} vs {c.log_f0_rmse:.4f}, FFE {e.ffe:.4f} vs {c.ffe:.4f}"), hi < 0, [d, lo, hi]
+
+
+def verdict(best: SystemRecord, base: SystemRecord, tables: ScoreTables, n_shift, f0_refs=None,
+            ctl: Optional[SystemRecord] = None) -> Verdict:
+    """Beats = lower eval MCD outside the noise (95% paired bootstrap interval below 0), predicted MOS not worse
+    outside the noise (its interval not below 0), log-F0 RMSE and FFE no worse, and, with a control (``ctl``, the
+    dev-chosen variance scaling), MCD lower than the control's outside the noise. A lower mean that the interval
+    does not separate from Tacotron 2's is not a win. With ``f0_refs`` (analyses of the eval references and of
+    Tacotron 2), pitch is also compared on common voiced frames. ``best.eval`` must carry its differences from
+    Tacotron 2 (:meth:`ScoreTables.with_diffs`)."""
+    e, b, eval_set = best.eval, base.eval, tables.eval_set
+    if e is None:
+        return Verdict(f"**not decoded on {eval_set}** at this dev-chosen setting: run stage 6 with "
+                       f"--ebm_decode_sets {eval_set} --ebm_decode_steps {best.steps} --ebm_decode_step_sizes "
+                       f"{best.step_size} --ebm_decode_sigmas {best.sigma}"
+                       + (f" --ebm_decode_min_bins {best.min_bin}" if best.min_bin else "")
+                       + ", then stage 7 (search.sh does)")
+    rel = 100.0 * (e.mcd - b.mcd) / b.mcd
+    diffs = e.diff_vs_tacotron2_ci95
+    # Every condition gets a paired interval: a few frames with gross (octave) errors decide log-F0 RMSE on small
+    # sets, so a reader must see whether "worse" is outside the noise.
+    diff_ci95 = {key: diffs[key] for key in ("mcd", "log_f0_rmse", "ffe")}
+    d, lo, hi = diffs["mcd"]
+    if hi < 0:
+        sig = "the MCD gain is outside the noise"
+    elif lo > 0:
+        sig = "the MCD loss is outside the noise"
+    else:
+        sig = "the MCD difference is within the noise"
+    control_text, beats_control, vs_control = against_control(best, ctl, tables)
+    wins = {  # NaN (a measure undefined throughout) fails its condition
+        "MCD lower outside the noise": hi < 0,
+        "predicted MOS not worse outside the noise": bool(diffs["predicted_mos"][2] >= 0),
+        "log-F0 RMSE no worse": e.log_f0_rmse <= b.log_f0_rmse,
+        "FFE no worse": e.ffe <= b.ffe,
+    }
+    if beats_control is not None:
+        wins["MCD below the control's outside the noise"] = beats_control
+    what = ", ".join(f"{k}: {'yes' if v else 'NO'}" for k, v in wins.items())
+    if beats_control is None:
+        what += "; no variance-scaling control was run (--gv_scales), so sharpening alone was not ruled out"
+    beats = all(wins.values())
+
+    def with_ci(key, name, nd):
+        m, plo, phi = diffs[key]
+        return (f"{name} {getattr(e, key):.{nd}f} vs {getattr(b, key):.{nd}f} (difference {m:+.{nd}f}, 95% interval "
+                f"[{plo:+.{nd}f}, {phi:+.{nd}f}])")
+
+    pitch = [with_ci("log_f0_rmse", "log-F0 RMSE", 4), with_ci("ffe", "FFE", 4)]
+    text = (f"**{'beats' if beats else 'does not beat'} Tacotron 2** on {e.n_utts} eval utterances: "
+            f"MCD {e.mcd:.3f} vs {b.mcd:.3f} dB ({rel:+.1f}%; per-utterance difference {d:+.3f} dB, "
+            f"95% bootstrap interval [{lo:+.3f}, {hi:+.3f}]: {sig}), {with_ci('predicted_mos', 'predicted MOS', 3)}, "
+            f"{', '.join(pitch)} ({what}); beside them {with_ci('mel_distance', 'mel distance', 3)} dB, "
+            f"{with_ci('mcd_silence_share', 'silence share of MCD', 3)}")
+    common = None
+    wav_scp = os.path.join(best.dir, eval_set, f"wav_{tables.vocoder_tag}", "wav.scp")
+    if f0_refs is not None and os.path.isfile(wav_scp):
+        # Log-F0 RMSE counts the frames voiced in both signals: better voicing adds hard frames to it. The same
+        # frames for both systems tell pitch accuracy apart from voicing (ebm.bin.compare_f0).
+        common = summary(compare(f0_refs[0], [f0_refs[1], Analyses(wav_scp, "EBM", n_shift, ref_fs=f0_refs[0],
+                                                                        f0_range=f0_refs[0].f0_range)]))
+        m, lo, hi = common["diff_ci95"][1]
+        text += (f". On the frames voiced in the reference and in both systems, log-F0 RMSE "
+                 f"{common['log_f0_rmse'][1]:.4f} vs {common['log_f0_rmse'][0]:.4f} (difference {m:+.4f}, 95% "
+                 f"interval [{lo:+.4f}, {hi:+.4f}]); it voices {common['voiced_share'][1]:.1%} of the reference's "
+                 f"voiced frames, Tacotron 2 {common['voiced_share'][0]:.1%}")
+    return Verdict(text + control_text, beats, diff_ci95, vs_control, common)

@@ -1,0 +1,129 @@
+"""The rules behind every headline (ebm.results): the dev choice and the verdict, on small hand-made tables."""
+
+import numpy as np
+import pytest
+
+from ebm.results import Numbers, ScoreTables, SystemRecord, choose_on_dev, passes_on_dev, verdict
+from ebm.scoring import COLUMNS
+
+BASE = dict(mcd=6.0, log_f0_rmse=0.20, vde=0.1, gpe=0.1, ffe=0.30, mel_distance=1.0, mcd_silence_share=0.1,
+            predicted_mos=3.0)
+
+
+def numbers(**change):
+    return Numbers(**{**BASE, **change}, n_utts=4, rtf=0.1)
+
+
+def rec(name, exp="exp/ebm_a", eval_=None, **dev):
+    return SystemRecord(system="ebm", dir=f"exp/{name}", dev=numbers(**dev), eval=eval_, exp=exp, steps=10,
+                        step_size=0.01, sigma=0.1, min_bin=0)
+
+
+BASE_REC = SystemRecord(system="tacotron2", dir="base", dev=numbers(), eval=numbers())
+
+
+def test_a_setting_failing_on_dev_is_not_chosen_for_a_lower_mcd():
+    good = rec("good", mcd=5.5)
+    breaks_pitch = rec("breaks_pitch", mcd=4.0, ffe=0.5)  # lower MCD, FFE worse: fails one condition
+    assert passes_on_dev(good, BASE_REC) and not passes_on_dev(breaks_pitch, BASE_REC)
+    assert choose_on_dev([breaks_pitch, good], BASE_REC)["exp/ebm_a"] is good
+
+
+def test_among_passing_settings_the_lowest_dev_mcd_wins_and_a_tie_keeps_the_first_given():
+    a, b, c = rec("a", mcd=5.5), rec("b", mcd=5.0), rec("c", mcd=5.0)
+    assert choose_on_dev([a, b, c], BASE_REC)["exp/ebm_a"] is b
+    assert choose_on_dev([a, c, b], BASE_REC)["exp/ebm_a"] is c
+
+
+def test_when_all_fail_the_fewest_failed_conditions_then_lowest_dev_mcd():
+    two_fail = rec("two_fail", mcd=4.0, ffe=0.5, predicted_mos=2.0)
+    one_fail_high = rec("one_fail_high", mcd=5.8, log_f0_rmse=0.3)
+    one_fail_low = rec("one_fail_low", mcd=5.6, predicted_mos=2.9)
+    mcd_fail = rec("mcd_fail", mcd=6.5)  # also one condition (MCD not lower), but the highest MCD
+    best = choose_on_dev([two_fail, one_fail_high, mcd_fail, one_fail_low], BASE_REC)["exp/ebm_a"]
+    assert best is one_fail_low and not passes_on_dev(best, BASE_REC)
+
+
+def test_each_exp_chooses_within_its_own_settings():
+    a, b = rec("a", exp="exp/ebm_a", mcd=5.0), rec("b", exp="exp/ebm_b", mcd=5.9)
+    assert choose_on_dev([a, b], BASE_REC) == {"exp/ebm_a": a, "exp/ebm_b": b}
+
+
+def test_nan_fails_its_condition():
+    undefined = rec("undefined", mcd=4.0, log_f0_rmse=float("nan"))
+    defined = rec("defined", mcd=5.0)
+    assert not passes_on_dev(undefined, BASE_REC)
+    assert choose_on_dev([undefined, defined], BASE_REC)["exp/ebm_a"] is defined
+
+
+# --- the verdict, on per-utterance tables --------------------------------------------------------------------------
+
+def write_scores(tmp_path, name, **per_utt):
+    """A stage-7 table of 6 utterances: Tacotron 2's values plus ``per_utt[column]`` (a list) where given."""
+    rng = np.random.default_rng(0)
+    lines = ["utt\t" + "\t".join(COLUMNS)]
+    for i in range(6):
+        vals = [BASE[c] + 0.01 * rng.standard_normal() * (name != "base") + per_utt.get(c, [0] * 6)[i]
+                for c in COLUMNS]
+        lines.append(f"u{i}\t" + "\t".join(f"{v:.5f}" for v in vals))
+    d = tmp_path / name / "eval1"
+    d.mkdir(parents=True)
+    (d / "scores_gl.tsv").write_text("\n".join(lines) + "\n")
+    d_dev = tmp_path / name / "dev"
+    d_dev.mkdir()
+    (d_dev / "scores_gl.tsv").write_text("\n".join(lines) + "\n")
+    return str(tmp_path / name)
+
+
+@pytest.fixture
+def tables():
+    return ScoreTables("dev", "eval1", "gl", 40.0, 800.0, 22050, 256)
+
+
+def systems(tmp_path, tables, ebm_change, control_change=None):
+    base = tables.system("tacotron2", write_scores(tmp_path, "base"))
+    ebm = tables.system("ebm", write_scores(tmp_path, "ebm", **ebm_change), exp="exp/ebm_a", steps=10,
+                        step_size=0.01, sigma=0.1, min_bin=0)
+    ctl = None
+    if control_change is not None:
+        ctl = tables.system("control_gv", write_scores(tmp_path, "base_gv1.2", **control_change), exp="control_gv",
+                            criterion="variance x1.2", scale=1.2)
+    return tables.with_diffs(ebm, base), base, ctl
+
+
+BETTER = dict(mcd=[-0.5, -0.6, -0.4, -0.5, -0.7, -0.5], ffe=[-0.01] * 6, log_f0_rmse=[-0.01] * 6)
+
+
+def test_the_verdict_beats_only_when_every_condition_holds(tmp_path, tables):
+    ebm, base, _ = systems(tmp_path, tables, BETTER)
+    before = ebm.eval.to_dict()
+    v = verdict(ebm, base, tables, 256)
+    assert v.beats is True and v.text.startswith("**beats Tacotron 2**")
+    assert "no variance-scaling control was run" in v.text and v.vs_control_ci95 is None
+    assert set(v.diff_ci95) == {"mcd", "log_f0_rmse", "ffe"} and v.diff_ci95["mcd"][2] < 0
+    assert ebm.eval.to_dict() == before  # the verdict returns its intervals; it writes into no record
+    assert list(v.eval_extra()) == ["mcd_diff_ci95", "log_f0_rmse_diff_ci95", "ffe_diff_ci95"]
+
+
+def test_a_worse_predicted_mos_loses_the_verdict(tmp_path, tables):
+    ebm, base, _ = systems(tmp_path, tables, {**BETTER, "predicted_mos": [-0.5, -0.4, -0.6, -0.5, -0.5, -0.4]})
+    v = verdict(ebm, base, tables, 256)
+    assert v.beats is False and v.text.startswith("**does not beat Tacotron 2**")
+    assert "predicted MOS not worse outside the noise: NO" in v.text and "MCD lower outside the noise: yes" in v.text
+
+
+def test_a_better_control_loses_the_verdict(tmp_path, tables):
+    ctl_change = dict(mcd=[-1.0, -1.1, -0.9, -1.0, -1.2, -1.0])
+    ebm, base, ctl = systems(tmp_path, tables, BETTER, ctl_change)
+    v = verdict(ebm, base, tables, 256, ctl=ctl)
+    assert v.beats is False and "MCD below the control's outside the noise: NO" in v.text
+    assert "the EBM is worse" in v.text and v.vs_control_ci95[1] > 0
+    assert "mcd_diff_vs_control_ci95" in v.eval_extra()
+    v_without = verdict(ebm, base, tables, 256)  # the same setting without a control: it would have won
+    assert v_without.beats is True
+
+
+def test_a_setting_without_eval_decodes_says_what_to_run(tables):
+    v = verdict(rec("dev_only", mcd=5.0), BASE_REC, tables, 256)
+    assert v.beats is None and v.eval_extra() == {}
+    assert "**not decoded on eval1**" in v.text and "--ebm_decode_steps 10" in v.text

@@ -174,19 +174,22 @@ class ScoreTables:
         means = {c: nanmean([s[c] for s in scores.values()]) for c in COLUMNS}
         return Numbers(**means, n_utts=len(scores), rtf=rtf(os.path.join(sysdir, dset, "rtf"), self.fs, self.n_shift))
 
-    def system(self, name, sysdir, eval_optional=False, **extra) -> SystemRecord:
+    def system(self, name, sysdir, eval_optional=False, with_eval=True, **extra) -> SystemRecord:
+        """One system's record. ``eval_optional``: a setting without eval scores is a dev-only one (a search
+        setting, or one stage 7 did not evaluate because dev chose another); ``with_eval=False``: dev only."""
         ev = None
-        if not (eval_optional and not os.path.isdir(os.path.join(sysdir, self.eval_set))):  # else dev only
+        if with_eval and not (eval_optional and not os.path.isfile(self.path(sysdir, self.eval_set))):
             ev = self.numbers(sysdir, self.eval_set)
         return SystemRecord(system=name, dir=sysdir, dev=self.numbers(sysdir, self.dev_set), eval=ev, **extra)
 
-    def ebm(self, ddir, baseline: SystemRecord) -> SystemRecord:
+    def ebm(self, ddir, baseline: SystemRecord, with_eval=True) -> SystemRecord:
         settings_file = os.path.join(ddir, "settings.yaml")
         if not os.path.isfile(settings_file):
             raise EbmError(f"{settings_file} is missing: rerun stage 6 for {ddir}")
         with open(settings_file) as f:
             st = yaml.safe_load(f)
-        rec = self.system("ebm", ddir, eval_optional=True, exp=os.path.dirname(os.path.normpath(ddir)),
+        rec = self.system("ebm", ddir, eval_optional=True, with_eval=with_eval,
+                          exp=os.path.dirname(os.path.normpath(ddir)),
                           criterion=st.get("criterion"), init=st.get("init"), steps=st["sampler"]["steps"],
                           step_size=st["sampler"]["step_size"], sigma=st["sampler"]["sigma"],
                           normalize_grad=st["sampler"].get("normalize_grad"),
@@ -200,11 +203,11 @@ class ScoreTables:
             part.rtf = (r + b) if (r is not None and b is not None) else r
         return rec
 
-    def control(self, cdir) -> SystemRecord:
+    def control(self, cdir, with_eval=True) -> SystemRecord:
         """A variance-scaled Tacotron 2 (``<base>_gv<scale>``); its cost is Tacotron 2's."""
         m = re.search(r"_gv([0-9.]+)$", os.path.normpath(cdir))
         scale = float(m.group(1)) if m else None
-        return self.system("control_gv", cdir, exp="control_gv", scale=scale,
+        return self.system("control_gv", cdir, eval_optional=True, with_eval=with_eval, exp="control_gv", scale=scale,
                            criterion=f"variance x{scale:g}" if scale is not None else "variance scaling")
 
     def with_diffs(self, rec: SystemRecord, base: SystemRecord) -> SystemRecord:
@@ -273,11 +276,11 @@ def verdict(best: SystemRecord, base: SystemRecord, tables: ScoreTables, n_shift
     Tacotron 2 (:meth:`ScoreTables.with_diffs`)."""
     e, b, eval_set = best.eval, base.eval, tables.eval_set
     if e is None:
+        if os.path.isdir(os.path.join(best.dir, eval_set)):
+            return Verdict(f"**not scored on {eval_set}** at this dev-chosen setting: rerun stage 7, which "
+                           "vocodes and scores eval at each dev choice")
         return Verdict(f"**not decoded on {eval_set}** at this dev-chosen setting: run stage 6 with "
-                       f"--ebm_decode_sets {eval_set} --ebm_decode_steps {best.steps} --ebm_decode_step_sizes "
-                       f"{best.step_size} --ebm_decode_sigmas {best.sigma}"
-                       + (f" --ebm_decode_min_bins {best.min_bin}" if best.min_bin else "")
-                       + ", then stage 7 (search.sh does)")
+                       f"--ebm_decode_like {best.dir} --ebm_decode_sets {eval_set}, then stage 7 (search.sh does)")
     rel = 100.0 * (e.mcd - b.mcd) / b.mcd
     diffs = e.diff_vs_tacotron2_ci95
     # Every condition gets a paired interval: a few frames with gross (octave) errors decide log-F0 RMSE on small

@@ -202,6 +202,12 @@ def test_evaluation_stage_writes_results(results_recipe):
     assert [r["system"] for r in records] == ["analysis-synthesis", "tacotron2", "ebm", "ebm"]
     ebm = [r for r in records if r["system"] == "ebm"]
     assert sorted(r["steps"] for r in ebm) == [0, 2] and sum(r["chosen_on_dev"] for r in ebm) == 1
+    # eval only reports: it is vocoded and scored at the setting dev chose, the other setting has dev numbers only
+    assert [r["eval"] is not None for r in ebm] == [r["chosen_on_dev"] for r in ebm]
+    other = next(r for r in ebm if not r["chosen_on_dev"])
+    assert other["mcd"] is None and other["dev"]["mcd"] > 0
+    assert not (results_recipe / EBM_EXP / other["decode"] / "eval1/wav_griffin_lim").exists()
+    records = [r for r in records if r["eval"] is not None]
     for r in records:
         for key in ("mcd", "log_f0_rmse", "ffe"):
             assert np.isfinite(r[key]) or key == "log_f0_rmse", (r["system"], key)
@@ -215,9 +221,9 @@ def test_evaluation_stage_writes_results(results_recipe):
     assert len(chosen["eval"]["log_f0_rmse_diff_ci95"]) == 3
     steps0 = next(r for r in ebm if r["steps"] == 0)
     base = records[1]
-    assert abs(steps0["mcd"] - base["mcd"]) < 0.05  # 0 steps is Tacotron 2's own output through the same path
-    assert steps0["rtf"] > base["rtf"] > 0  # an EBM's RTF includes Tacotron 2's
-    scores = (results_recipe / EBM_EXP / "decode_langevin_steps2_from_free_running/eval1/scores_griffin_lim.tsv")
+    assert abs(steps0["dev"]["mcd"] - base["dev"]["mcd"]) < 0.05  # 0 steps: Tacotron 2's output, the same path
+    assert steps0["dev"]["rtf"] > base["dev"]["rtf"] > 0  # an EBM's RTF includes Tacotron 2's
+    scores = (results_recipe / EBM_EXP / chosen["decode"] / "eval1/scores_griffin_lim.tsv")
     lines = scores.read_text().splitlines()
     assert lines[0].split("\t") == ["utt", "mcd", "log_f0_rmse", "vde", "gpe", "ffe", "mel_distance",
                                     "mcd_silence_share", "predicted_mos"] and len(lines) == 6
@@ -229,7 +235,7 @@ def test_evaluation_stage_writes_results(results_recipe):
             assert all(len(r["eval"]["diff_vs_tacotron2_ci95"][k]) == 3
                        for k in ("predicted_mos", "mel_distance", "mcd_silence_share")), r["system"]
     assert records[0]["mel_distance"] == 0.0  # analysis-synthesis: the reference's own mel
-    assert steps0["mel_distance"] == pytest.approx(base["mel_distance"], abs=0.05)  # 0 steps: Tacotron 2's mel
+    assert steps0["dev"]["mel_distance"] == pytest.approx(base["dev"]["mel_distance"], abs=0.05)  # Tacotron 2's mel
     plots = sorted(p.name for p in (results_recipe / "exp/results_griffin_lim").glob("*.png"))
     assert "metrics_vs_steps.png" in plots and "energy_vs_step.png" in plots and len(plots) == 5
 
@@ -237,7 +243,7 @@ def test_evaluation_stage_writes_results(results_recipe):
 def test_evaluation_stage_reruns_only_what_changed(results_recipe):
     proc = run_recipe(results_recipe, "--stage", "7", "--stop-stage", "7", *TINY, *EBM, "--griffin_lim_iters", "4")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert proc.stderr.count("is up to date") == 2 * 2 * 4  # 4 systems x 2 sets x (wavs, scores)
+    assert proc.stderr.count("is up to date") == 2 * (4 + 3)  # (wavs, scores) x (4 systems on dev + 3 on eval)
     assert "vocoding" not in proc.stderr
 
 
@@ -250,9 +256,12 @@ def test_evaluation_compares_with_the_variance_scaling_control(results_recipe):
     proc = run_recipe(results_recipe, "--stage", "7", "--stop-stage", "7", *opts)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stderr.count("with its variance scaled by") == 2 * 2
-    assert proc.stderr.count("Stage 7: scoring 2 systems") == 2  # only the controls are new
-    for s in ("1.5", "2"):
-        assert (results_recipe / EXP / f"decode_free_running_gv{s}/eval1/wav_griffin_lim/wav.scp").is_file()
+    # only the controls are new: both on dev, the one dev chose on eval
+    assert proc.stderr.count("Stage 7: scoring 2 systems on dev") == 1
+    assert proc.stderr.count("Stage 7: scoring 1 systems on eval1") == 1
+    evaluated = [s for s in ("1.5", "2")
+                 if (results_recipe / EXP / f"decode_free_running_gv{s}/eval1/wav_griffin_lim/wav.scp").is_file()]
+    assert len(evaluated) == 1
     md = (results_recipe / "RESULTS.md").read_text()
     all_systems = md[md.index("## All systems"):md.index("## Measures a vocoder cannot game")]
     rows = [line for line in all_systems.splitlines() if "(control)" in line]
@@ -261,13 +270,14 @@ def test_evaluation_compares_with_the_variance_scaling_control(results_recipe):
     records = json.loads((results_recipe / "RESULTS.json").read_text())
     controls = [r for r in records if r["system"] == "control_gv"]
     assert sorted(r["scale"] for r in controls) == [1.5, 2.0] and sum(r["chosen_on_dev"] for r in controls) == 1
-    assert all(r["rtf"] == records[1]["rtf"] for r in controls)  # its cost is Tacotron 2's
+    assert [f'{r["scale"]:g}' for r in controls if r["chosen_on_dev"]] == evaluated
+    assert all(r["dev"]["rtf"] == records[1]["dev"]["rtf"] for r in controls)  # its cost is Tacotron 2's
     chosen = [r for r in records if r["system"] == "ebm" and r["chosen_on_dev"] and r["eval"]]
     assert chosen and all(len(r["eval"]["mcd_diff_vs_control_ci95"]) == 3 for r in chosen)
     proc = run_recipe(results_recipe, "--stage", "7", "--stop-stage", "7", *opts)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "variance scaled" not in proc.stderr and "vocoding" not in proc.stderr
-    assert proc.stderr.count("is up to date") == 2 * 2 * 6  # 6 systems x 2 sets x (wavs, scores)
+    assert proc.stderr.count("is up to date") == 2 * (6 + 4)  # (wavs, scores) x (6 systems on dev + 4 on eval)
 
 
 def test_evaluation_rescores_with_another_f0_range(results_recipe):
@@ -276,8 +286,9 @@ def test_evaluation_rescores_with_another_f0_range(results_recipe):
     proc = run_recipe(results_recipe, "--stage", "7", "--stop-stage", "7", *TINY, *EBM, "--griffin_lim_iters", "4",
                       "--f0max", "400")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert proc.stderr.count("is up to date") == 4 * 2  # the wavs only
-    assert proc.stderr.count("Stage 7: scoring 4 systems") == 2 and "vocoding" not in proc.stderr
+    assert proc.stderr.count("is up to date") == 4 + 3  # the wavs only (4 systems on dev, 3 on eval)
+    assert proc.stderr.count("Stage 7: scoring 4 systems on dev") == 1 and "vocoding" not in proc.stderr
+    assert proc.stderr.count("Stage 7: scoring 3 systems on eval1") == 1
     assert "WORLD harvest searching 40-400 Hz" in (results_recipe / "RESULTS.md").read_text()
     settings = results_recipe / EXP / "decode_free_running/eval1/scores_griffin_lim.settings"
     assert settings.read_text().split()[-4:] == ["--f0min", "40", "--f0max", "400"]

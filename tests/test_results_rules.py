@@ -1,5 +1,7 @@
 """The rules behind every headline (ebm.results): the dev choice and the verdict, on small hand-made tables."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -123,7 +125,10 @@ def test_a_better_control_loses_the_verdict(tmp_path, tables):
     assert v_without.beats is True
 
 
-def test_a_setting_without_eval_decodes_says_what_to_run(tables):
+def test_a_setting_without_eval_decodes_says_what_to_run(tables, tmp_path):
     v = verdict(rec("dev_only", mcd=5.0), BASE_REC, tables, 256)
     assert v.beats is None and v.eval_extra() == {}
-    assert "**not decoded on eval1**" in v.text and "--ebm_decode_steps 10" in v.text
+    assert "**not decoded on eval1**" in v.text and "--ebm_decode_like exp/dev_only --ebm_decode_sets eval1" in v.text
+    (tmp_path / "decoded/eval1").mkdir(parents=True)  # decoded on eval, but stage 7 did not score it there
+    v = verdict(replace(rec("x", mcd=5.0), dir=str(tmp_path / "decoded")), BASE_REC, tables, 256)
+    assert v.beats is None and "**not scored on eval1**" in v.text and "rerun stage 7" in v.text

@@ -132,6 +132,7 @@ griffin_lim_iters=32
 f0min=40                  # F0 search range of the pitch metrics (WORLD harvest), Hz; as ESPnet's evaluate_f0.py,
 f0max=800                 # set it to the speaker's to spare the tracker octave errors; a change rescores every system
 eval_ebm_decodes=""       # Langevin decode dirs to compare; empty: every ${expdir}/ebm_*/decode_langevin*_from_*
+eval_every_setting=false  # true: vocode and score eval at every setting, not only at the ones dev chose
 gv_scales="1.25 1.5 1.75" # control rows: Tacotron 2 with each mel bin's variance scaled (ebm.bin.gv_postfilter); "": none
 results=RESULTS.md        # the comparison table; RESULTS.json beside it, plots in ${expdir}/results_<vocoder>/
 
@@ -153,7 +154,7 @@ Options (--name value; dashes or underscores):
   --ebm_decode_steps "1 10 100 300"   --ebm_decode_step_sizes "0.01 0.1"   --ebm_decode_sigmas "0 1"
   --ebm_decode_drift_min_bins "0 40"   --ebm_decode_sets "dev"   --ebm_decode_like DECODE_DIR   --ebm_experts "exp/ebm_other:0.3" --ebm_weight 0.7
   --vocoder_file PKL (default: Griffin-Lim)   --f0min ${f0min} --f0max ${f0max}   --eval_ebm_decodes "DIR..."
-  --gv_scales "${gv_scales}" (variance-scaled Tacotron 2, the control; "" for none)
+  --gv_scales "${gv_scales}" (variance-scaled Tacotron 2, the control; "" for none)   --eval_every_setting ${eval_every_setting}
   --results ${results}
   --dumpdir ${dumpdir}   --expdir ${expdir}
 EOF
@@ -587,8 +588,11 @@ if [ ${stage} -le 7 ] && [ ${stop_stage} -ge 7 ]; then
         _controls+=" ${_ctl}"
     done
     log "Stage 7: vocoder ${_vtag}; systems: analysis-synthesis, Tacotron 2 (${_base}), $(echo ${_controls} | wc -w) controls, $(echo ${_ebms} | wc -w) Langevin decodes"
-    for _sys in ${_gt} ${_base} ${_controls} ${_ebms}; do
-        for dset in ${dev_set} ${eval_set}; do
+    # vocode_set SET SYSTEM...: each system's SET through the vocoder, unless its wavs are newer than its input
+    vocode_set() {
+        local dset=$1 _sys _src _srcopt _wavdir
+        shift
+        for _sys in "$@"; do
             if [ "${_sys}" = "${_gt}" ]; then
                 _src=${data_feats}/${dset}/wav.scp; _srcopt="--wav_scp ${_src}"
             else
@@ -603,29 +607,32 @@ if [ ${stage} -le 7 ] && [ ${stop_stage} -ge 7 ]; then
             # Up-to-date outputs (newer than their inputs) are kept: re-running stage 7 only does what changed.
             if [ -f "${_wavdir}/wav.scp" ] && [ "${_wavdir}/wav.scp" -nt "${_src}" ]; then
                 log "Stage 7: ${_wavdir} is up to date"
-            else
-                log "Stage 7: vocoding ${_sys}/${dset} (${nj} jobs) -> ${_wavdir}"
-                rm -rf "${_wavdir}"
-                mkdir -p "${_wavdir}/log"
-                split_for_jobs "${data_feats}/${dset}/text" "${_wavdir}/log/keys"
-                # shellcheck disable=SC2086
-                ${decode_cmd} JOB=1:"${_nj}" "${_wavdir}/log/vocode.JOB.log" \
-                    ${python} -m ebm.bin.vocode ${_srcopt} --key_file "${_wavdir}/log/keys.JOB.scp" \
-                        --output_dir "${_wavdir}/log/output.JOB" ${_vopts} \
-                    || die_with_logs "vocoding ${_sys}/${dset} failed (logs: ${_wavdir}/log/vocode.*.log)" \
-                        "${_wavdir}"/log/vocode.*.log
-                merge_jobs "${_wavdir}/log/output.JOB/wav.scp" "${_wavdir}/wav.scp"
+                continue
             fi
+            log "Stage 7: vocoding ${_sys}/${dset} (${nj} jobs) -> ${_wavdir}"
+            rm -rf "${_wavdir}"
+            mkdir -p "${_wavdir}/log"
+            split_for_jobs "${data_feats}/${dset}/text" "${_wavdir}/log/keys"
+            # shellcheck disable=SC2086
+            ${decode_cmd} JOB=1:"${_nj}" "${_wavdir}/log/vocode.JOB.log" \
+                ${python} -m ebm.bin.vocode ${_srcopt} --key_file "${_wavdir}/log/keys.JOB.scp" \
+                    --output_dir "${_wavdir}/log/output.JOB" ${_vopts} \
+                || die_with_logs "vocoding ${_sys}/${dset} failed (logs: ${_wavdir}/log/vocode.*.log)" \
+                    "${_wavdir}"/log/vocode.*.log
+            merge_jobs "${_wavdir}/log/output.JOB/wav.scp" "${_wavdir}/wav.scp"
         done
-    done
-    # Scoring: one pass per set over every system whose scores are older than its wavs or were made with other
-    # metric settings (scores_<tag>.settings beside them), so that each reference is analysed once however many
-    # Langevin settings are compared. The feature settings frame every metric and give the reference's mel for the
-    # vocoder-free mel distance (each system's own mel: its denorm/feats.scp; analysis-synthesis: the reference's).
+    }
+    # score_set SET SYSTEM...: one scoring pass over SET for every system whose scores are older than its wavs or
+    # were made with other metric settings (scores_<tag>.settings beside them), so that each reference is analysed
+    # once however many Langevin settings are compared. The feature settings frame every metric and give the
+    # reference's mel for the vocoder-free mel distance (each system's own mel: its denorm/feats.scp;
+    # analysis-synthesis: the reference's).
     _sopts="${feats_cli_opts} --f0min ${f0min} --f0max ${f0max}"
-    for dset in ${dev_set} ${eval_set}; do
-        _todo=()
-        for _sys in ${_gt} ${_base} ${_controls} ${_ebms}; do
+    score_set() {
+        local dset=$1 _sys _scores _logdir _mel _opts i n
+        shift
+        local _todo=()
+        for _sys in "$@"; do
             _scores=${_sys}/${dset}/scores_${_vtag}.tsv
             [ -f "${_sys}/${dset}/wav_${_vtag}/wav.scp" ] || continue  # a dev-only decode, on eval
             if [ -f "${_scores}" ] && [ "${_scores}" -nt "${_sys}/${dset}/wav_${_vtag}/wav.scp" ] \
@@ -635,7 +642,7 @@ if [ ${stage} -le 7 ] && [ ${stop_stage} -ge 7 ]; then
                 _todo+=("${_sys}")
             fi
         done
-        [ ${#_todo[@]} -gt 0 ] || continue
+        [ ${#_todo[@]} -gt 0 ] || return 0
         _logdir=${expdir}/score_logs_${_vtag}/${dset}
         log "Stage 7: scoring ${#_todo[@]} systems on ${dset} against ${data_feats}/${dset} (${nj} jobs; logs: ${_logdir})"
         rm -rf "${_logdir}"
@@ -661,7 +668,29 @@ if [ ${stage} -le 7 ] && [ ${stop_stage} -ge 7 ]; then
             mv "${_scores}.tmp" "${_scores}"
             mv "${_scores%.tsv}.settings.tmp" "${_scores%.tsv}.settings"
         done
-    done
+    }
+    # Dev first, every system; eval only reports, so it is vocoded and scored at the settings dev chose (each
+    # EBM's and the control's, ebm.bin.choose_on_dev), unless --eval_every_setting true.
+    # shellcheck disable=SC2086
+    vocode_set "${dev_set}" ${_gt} ${_base} ${_controls} ${_ebms}
+    # shellcheck disable=SC2086
+    score_set "${dev_set}" ${_gt} ${_base} ${_controls} ${_ebms}
+    if ${eval_every_setting} || [ -z "${_controls}${_ebms}" ]; then
+        _eval_systems="${_controls} ${_ebms}"
+    else
+        _opts=""
+        for _d in ${_ebms}; do _opts+=" --ebm ${_d}"; done
+        for _d in ${_controls}; do _opts+=" --control ${_d}"; done
+        # shellcheck disable=SC2086
+        _eval_systems=$(${python} -m ebm.bin.choose_on_dev --dev_set "${dev_set}" --vocoder_tag "${_vtag}" \
+            --baseline "${_base}" ${_opts} --fs "${fs}" --n_shift "${n_shift}" --f0min "${f0min}" --f0max "${f0max}") \
+            || die "choosing the settings to evaluate on ${eval_set} from the dev scores failed (see above)"
+        log "Stage 7: on ${eval_set}, the settings chosen on ${dev_set}: $(echo ${_eval_systems})"
+    fi
+    # shellcheck disable=SC2086
+    vocode_set "${eval_set}" ${_gt} ${_base} ${_eval_systems}
+    # shellcheck disable=SC2086
+    score_set "${eval_set}" ${_gt} ${_base} ${_eval_systems}
     _opts=""
     for _d in ${_ebms}; do _opts+=" --ebm ${_d}"; done
     for _d in ${_controls}; do _opts+=" --control ${_d}"; done

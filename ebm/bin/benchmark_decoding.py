@@ -21,11 +21,11 @@ import logging
 import math
 import os
 import tempfile
-import time
 
 import numpy as np
 import yaml
 
+from ebm.benchmarking import build_tacotron2, char_token_list, timed
 from ebm.cli import EbmError, run, setup_logging
 from ebm.io import write_atomic
 
@@ -64,35 +64,6 @@ def get_parser():
     return p
 
 
-def build_model(tts_conf, token_list, args, workdir):
-    """A random ESPnet TTS model (features extracted as the recipes do, no normalisation), saved for Text2Speech."""
-    import torch
-
-    with contextlib.redirect_stdout(io.StringIO()):
-        from espnet2.tasks.tts import TTSTask
-
-    targs = TTSTask.get_parser().parse_args([])
-    targs.token_list, targs.token_type, targs.cleaner, targs.g2p = token_list, "char", args.cleaner, None
-    targs.feats_extract_conf = dict(fs=args.fs, n_fft=args.n_fft, hop_length=args.n_shift, n_mels=args.n_mels)
-    targs.normalize = None
-    targs.tts_conf = tts_conf
-    torch.manual_seed(args.seed)
-    model = TTSTask.build_model(targs)
-    config, model_file = os.path.join(workdir, "config.yaml"), os.path.join(workdir, "model.pth")
-    torch.save(model.state_dict(), model_file)
-    with open(config, "w") as f:
-        yaml.safe_dump(vars(targs), f)
-    return config, model_file, sum(p.numel() for p in model.parameters())
-
-
-def timed(fn):
-    """``fn()``, its CPU seconds and its wall seconds. Rates use CPU time: on a shared machine the process is
-    descheduled for a share of the wall time that changes from row to row, which its CPU time does not count."""
-    w0, c0 = time.perf_counter(), time.process_time()
-    out = fn()
-    return out, (time.process_time() - c0, time.perf_counter() - w0)
-
-
 def row(name, n_utts, frames, seconds, fs, n_shift):
     cpu, wall = seconds
     audio = frames * n_shift / fs
@@ -116,11 +87,12 @@ def benchmark_model(name, config_path, texts, args):
     if config.get("tts") != "tacotron2":
         raise EbmError(f"{config_path}: tts is {config.get('tts')!r}; this benchmarks Tacotron 2 only")
     cleaner = TextCleaner(args.cleaner)
-    chars = sorted({c for t in texts for c in cleaner(t)} - {" "})
-    token_list = ["<blank>", "<unk>", "<space>", *chars, "<sos/eos>"]
+    token_list = char_token_list(texts, args.cleaner)
     rows = []
     with tempfile.TemporaryDirectory() as workdir:
-        config_file, model_file, n_params = build_model(config["tts_conf"], token_list, args, workdir)
+        _, n_params, (config_file, model_file) = build_tacotron2(
+            config["tts_conf"], token_list, args.fs, args.n_fft, args.n_shift, args.n_mels, args.cleaner, args.seed,
+            workdir)
         logging.disable(logging.INFO)  # Text2Speech logs the whole network
         t2s = Text2Speech(config_file, model_file, device=args.device, threshold=2.0, maxlenratio=10.0)
         logging.disable(logging.NOTSET)

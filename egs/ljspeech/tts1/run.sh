@@ -13,10 +13,9 @@
 # (checked). g2p_en needs NLTK's cmudict and averaged_perceptron_tagger_eng: tools/install.sh fetches them when it
 # can; without them the recipe stops before stage 1 saying how to install them.
 # Without either option, stage 3 trains Tacotron 2 on characters here.
-# Cost per stage at LJSpeech scale (13,100 utterances): to be measured (each run appends to exp/stage_times.tsv):
-#   0 download (2.6 GB), 1 formatting and checks, 2 transcript check (g2p over every text) and collect_stats,
-#   3 the import (seconds), 4 decoding every utterance teacher-forced and free-running, 5 EBM training,
-#   6 Langevin decoding of dev and eval per swept setting, 7 vocoding and scoring dev and eval per system.
+# Cost per stage on 2 CPU cores, projected by ebm.bin.benchmark_stages (README.md, "Cost"): 3 the import
+# (seconds), 4 about 3 h (batched decoding), 5 about 600 h at train_ebm_score.yaml's 100 x 500 updates (GPU work),
+# 6 about 25 min, 7 about 3 h. Each run appends its measured stage times to exp/stage_times.tsv.
 # Stage 6 sweeps the score EBM as on cathy, the real-speech recipe searched here (best there: 8 steps, lambda 1.5).
 set -euo pipefail
 

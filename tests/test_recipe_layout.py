@@ -33,14 +33,15 @@ def test_recipe_has_the_shared_pieces(recipe):
 @pytest.mark.parametrize("recipe", RECIPES, ids=[r.parent.name for r in RECIPES])
 def test_search_grid_names_existing_configs(recipe):
     """Each line of conf/search.txt: train config, decode config, then steps, lambdas and sigmas as number lists;
-    optional minbin=LIST (mel bin indices); an optional last field composes experts whose configs exist and are
+    optional drift_min_bin=LIST (mel bin indices); an optional last field composes experts whose configs exist and are
     trained by an earlier line."""
     lines = [line.split() for line in (recipe / "conf/search.txt").read_text().splitlines()
              if line.strip() and not line.lstrip().startswith("#")]
     assert lines, f"{recipe.name}: empty search grid"
     for n, fields in enumerate(lines):
-        for extra in [f for f in fields[5:] if f.startswith("minbin=")]:
-            assert all(0 <= int(v) < 80 for v in extra[len("minbin="):].split(",")), f"{recipe.name}: {fields}"
+        assert not [f for f in fields if f.startswith("minbin=")], f"{recipe.name}: the old name, say drift_min_bin="
+        for extra in [f for f in fields[5:] if f.startswith("drift_min_bin=")]:
+            assert all(0 <= int(v) < 80 for v in extra[len("drift_min_bin="):].split(",")), f"{recipe.name}: {fields}"
             fields.remove(extra)
         assert len(fields) in (5, 6), f"{recipe.name}: {fields}"
         assert (recipe / fields[0]).is_file() and (recipe / fields[1]).is_file(), f"{recipe.name}: {fields}"

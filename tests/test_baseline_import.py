@@ -17,6 +17,7 @@ import soundfile as sf
 import yaml
 
 from conftest import REPO
+from test_recipe_baseline import EBM, NO_LAMBDA_SWEEP
 from test_recipe_mini import copy_tree, read_ids, run_recipe
 
 TINY = ["--train_config", str(REPO / "tests/data/train_tacotron2_tiny.yaml"),
@@ -99,8 +100,12 @@ def recipe(tmp_path_factory):
 def imported(recipe, zoo):
     # --decode_batch_size 1: ESPnet's Text2Speech one utterance at a time, each reseeded, so that even the prenet
     # dropout of the free-running decodes is the model's own (batches draw their masks together)
-    proc = run_recipe(recipe, "--stage", "2", "--stop-stage", "4", *TINY, "--decode_batch_size", "1",
-                      "--baseline_model_file", str(zoo["good"]))
+    # Stages 5-7 as a user runs them after an import: the EBM learns from the imported model's decodes, and the
+    # comparison is against that model
+    proc = run_recipe(recipe, "--stage", "2", "--stop-stage", "7", *TINY, "--decode_batch_size", "1",
+                      "--baseline_model_file", str(zoo["good"]), *EBM, "--ebm_args", "--max_epoch 1",
+                      "--ebm_inference_config", str(REPO / "egs/mini_espeak/tts1/conf/decode_ebm.yaml"),
+                      "--ebm_decode_steps", "1", *NO_LAMBDA_SWEEP, "--griffin_lim_iters", "4")
     assert proc.returncode == 0, proc.stderr[-3000:]
     return recipe, proc.stderr
 
@@ -161,6 +166,25 @@ def test_decodes_match_the_models_own_inference(imported, zoo, tmp_path, mode, m
                 want = t2s(text, speech=speech)[key_out].numpy()
             assert got[utt].shape == want.shape, (utt, sub)
             np.testing.assert_allclose(got[utt], want, atol=1e-4, err_msg=f"{utt} {sub}")
+
+
+def test_the_ebm_is_trained_on_and_compared_with_the_imported_model(imported):
+    """Stages 5-7 after the import: the EBM's training data are the imported model's decodes, its Langevin chains
+    start from them, and RESULTS.md and the listening page compare it with that model."""
+    recipe, _ = imported
+    ebm = recipe / "exp/ebm_train_ebm_tiny"
+    config = yaml.safe_load((ebm / "config.yaml").read_text())
+    assert "exp/tts_imported/decode_teacher_forced/tr_no_dev" in str(config["train_data_path_and_name_and_type"])
+    assert config["token_list"] == TOKENS  # the model's list, not one built from this corpus
+    settings = yaml.safe_load((ebm / "decode_langevin_steps1_from_free_running/settings.yaml").read_text())
+    assert settings["init"] == "free_running"
+    md = (recipe / "RESULTS.md").read_text()
+    assert "ebm_train_ebm_tiny" in md and "Tacotron 2** on 3 eval utterances" in md
+    scores = recipe / "exp/tts_imported/decode_free_running/eval1/scores_griffin_lim.tsv"
+    assert len(scores.read_text().splitlines()) == 1 + 3  # the Tacotron 2 row is the imported model's
+    page = (recipe / "exp/results_griffin_lim/index.html").read_text()
+    assert page.count("<audio") == 3 * 4  # recording, analysis-synthesis, Tacotron 2, the EBM per eval utterance
+    assert page.count('src="../tts_imported/decode_free_running/eval1/') == 3  # its audio
 
 
 def test_a_model_on_other_features_is_refused_naming_each_setting(recipe, zoo):

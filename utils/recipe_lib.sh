@@ -53,7 +53,7 @@ stage_timer() {
         mkdir -p exp
         [ -s exp/stage_times.tsv ] || printf 'run\tstage\tseconds\tstarted\thost\tcores\tgpus\n' > exp/stage_times.tsv
         printf '%s\t%s\t%d\t%s\t%s\t%s\t%s\n' "${_stage_run}" "${_stage_now}" $((now - _stage_start)) \
-            "$(date -d "@${_stage_start}" '+%Y-%m-%dT%H:%M:%S')" "$(hostname)" "$(nproc)" "${_stage_gpus:-none}" \
+            "$(date -d "@${_stage_start}" '+%Y-%m-%dT%H:%M:%S')" "$(hostname)" "$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)" "${_stage_gpus:-none}" \
             >> exp/stage_times.tsv
     fi
     _stage_now=$1

@@ -7,7 +7,9 @@ audio, with random weights (a network's cost depends on its size and its inputs'
 - EBM training (stage 5): the same for the energy network and its criteria, per config;
 - one Langevin step (stage 6) through ``ESPnetEBMModel.inference``;
 - stage 7 on real recordings (``--wav_scp``): Griffin-Lim, the per-signal analysis that MCD and F0 need (mel-cepstra
-  and WORLD harvest), DistillMOS, and the mel distance's DTW.
+  and WORLD harvest), DistillMOS, and the mel distance's DTW;
+- the start of a job's process (CPU seconds of its imports), which stage 6 pays per setting and set, and stage 7
+  per system and set: at mini_espeak's size it is a large share of both.
 
 Stage 4 (Tacotron 2 decoding) comes from ``ebm.bin.benchmark_decoding``'s JSON (``--decoding_json``). The
 projection multiplies each unit by what a corpus's recipe asks of it (``CORPORA``: set sizes, mean duration,
@@ -158,6 +160,33 @@ def stage7_units(wavs, iters):
     return units
 
 
+# What a job of each stage imports before its first utterance (a new process per job and per setting or system):
+# the EBM task (ESPnet's TTS task), the vocoder (librosa), the scorer (WORLD, SPTK and DistillMOS with its weights).
+JOB_STARTS = {
+    "Langevin decoding job": "import ebm.task, ebm.langevin",
+    "vocoding job": "import librosa, soundfile, ebm.vocoder, ebm.audio",
+    "scoring job": "import pyworld, pysptk, ebm.metrics; ebm.metrics._mos_model()",
+}
+
+
+def job_start_costs(repeats=2):
+    """CPU seconds of a fresh Python process that imports what each stage's job imports (the best of a few)."""
+    import resource
+    import subprocess
+    import sys
+
+    costs = {}
+    for name, code in JOB_STARTS.items():
+        best = math.inf
+        for _ in range(repeats):
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
+            subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            best = min(best, after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
+        costs[f"start of a {name}"] = best
+    return costs
+
+
 def decoding_rtfs(path):
     """(free-running RTF at the best batch, teacher-forced RTF at the best batch, their rows' names)."""
     with open(path) as f:
@@ -191,8 +220,10 @@ def project(name, spec, units, seconds, decoding, jobs, t2_epochs=None):
     out["5"] = (units[f"{name} EBM update"] * utts * seconds,
                 f"{ebm.get('max_epoch', 1)} epochs x {iters} updates x {per_update} utterances")
     steps = sum(spec["settings"])
-    out["6"] = (units[f"{name} Langevin step"] * steps * held * seconds / jobs,
-                f"{len(spec['settings'])} settings, {steps} steps in all, on {held} dev+eval utterances")
+    starts = 2 * len(spec["settings"]) * units.get("start of a Langevin decoding job", 0.0)  # jobs side by side
+    out["6"] = (units[f"{name} Langevin step"] * steps * held * seconds / jobs + starts,
+                f"{len(spec['settings'])} settings, {steps} steps in all, on {held} dev+eval utterances; a job per "
+                "setting, set and core")
     # dev: analysis-synthesis, Tacotron 2, 3 controls and every setting; eval: the first two, the control and the
     # setting dev chose (stage 7 evaluates eval at the dev choices only)
     on_dev, on_eval = 2 + 3 + len(spec["settings"]), 2 + 1 + 1
@@ -201,8 +232,10 @@ def project(name, spec, units, seconds, decoding, jobs, t2_epochs=None):
     per_system += units["stage 7 analysis (mel-cepstra, WORLD harvest)"]  # the system's own signal
     ref = units["stage 7 analysis (mel-cepstra, WORLD harvest)"] + units["stage 7 mel extraction"]
     work = (on_dev * per_system + ref) * spec["dev"] + (on_eval * per_system + ref) * spec["eval"]
-    out["7"] = (work * seconds / jobs, f"{on_dev} systems x {spec['dev']} dev and {on_eval} x {spec['eval']} eval "
-                                       f"utterances, {jobs} jobs")
+    starts = ((on_dev + on_eval) * units.get("start of a vocoding job", 0.0)  # a vocoding call per system and set
+              + 2 * units.get("start of a scoring job", 0.0))  # one scoring call per set
+    out["7"] = (work * seconds / jobs + starts, f"{on_dev} systems x {spec['dev']} dev and {on_eval} x "
+                                                f"{spec['eval']} eval utterances, {jobs} jobs")
     return out
 
 
@@ -237,6 +270,7 @@ def main(argv=None):
               for k, _ in pairs]
     units = {f"stage 7 {k}": v for k, v in stage7_units(wavs, args.griffin_lim_iters).items()}
     logging.info("stage 7 units measured")
+    starts = job_start_costs()
     seconds = dict(s.split("=", 1) for s in args.corpus_seconds)
     t2_epochs = {k: int(v) for k, v in (s.split("=", 1) for s in args.t2_epochs)}
     decoding = {}
@@ -263,7 +297,7 @@ def main(argv=None):
         n_ebm = sum(p.numel() for p in ebm.energy_network.parameters())
         logging.info(f"{name}: Tacotron 2 {n_t2 / 1e6:.1f}M, EBM {n_ebm / 1e6:.2f}M parameters measured")
         projections[name] = dict(seconds=sec, t2_params=n_t2, ebm_params=n_ebm,
-                                 stages=project(name, spec, units, sec, decoding.get(name), args.jobs,
+                                 stages=project(name, spec, {**units, **starts}, sec, decoding.get(name), args.jobs,
                                                 t2_epochs.get(name)))
 
     lines = [f"# Stage costs on this machine ({os.cpu_count()} cores, 1 thread per job, CPU)", "",
@@ -271,6 +305,7 @@ def main(argv=None):
              f"recordings of {args.wav_scp} (mean {mean_seconds:.2f} s).", "", "| unit | CPU s per audio s |",
              "|---|---|"]
     lines += [f"| {k} | {v:.4f} |" for k, v in units.items()]
+    lines += ["", "| per job (a new process) | CPU s |", "|---|---|"] + [f"| {k} | {v:.1f} |" for k, v in starts.items()]
     for name, p in projections.items():
         lines += ["", f"## {name}: projected wall time per stage ({p['seconds']:.2f} s per utterance; Tacotron 2 "
                       f"{p['t2_params'] / 1e6:.1f}M, EBM {p['ebm_params'] / 1e6:.2f}M parameters)", "",
@@ -281,7 +316,7 @@ def main(argv=None):
                       f"{hms(p['stages']['3'][0])}."]
     text = "\n".join(lines) + "\n"
     write_atomic(args.output + ".md", text)
-    write_atomic(args.output + ".json", json.dumps(dict(units=units, projections=projections,
+    write_atomic(args.output + ".json", json.dumps(dict(units=units, job_starts=starts, projections=projections,
                                                         args=vars(args)), indent=1))
     print(text)
 

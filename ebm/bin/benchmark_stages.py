@@ -305,7 +305,8 @@ def main(argv=None):
              f"recordings of {args.wav_scp} (mean {mean_seconds:.2f} s).", "", "| unit | CPU s per audio s |",
              "|---|---|"]
     lines += [f"| {k} | {v:.4f} |" for k, v in units.items()]
-    lines += ["", "| per job (a new process) | CPU s |", "|---|---|"] + [f"| {k} | {v:.1f} |" for k, v in starts.items()]
+    lines += ["", "| per job (a new process) | CPU s |", "|---|---|"]
+    lines += [f"| {k} | {v:.1f} |" for k, v in starts.items()]
     for name, p in projections.items():
         lines += ["", f"## {name}: projected wall time per stage ({p['seconds']:.2f} s per utterance; Tacotron 2 "
                       f"{p['t2_params'] / 1e6:.1f}M, EBM {p['ebm_params'] / 1e6:.2f}M parameters)", "",

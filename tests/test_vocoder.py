@@ -102,6 +102,27 @@ def test_vocode_cli_analysis_synthesis_and_wrong_rate(tmp_path):
     assert not (tmp_path / "out2" / "wav.scp").exists()
 
 
+def test_vocode_cli_several_systems_in_one_call(tmp_path):
+    """Stage 7's call per set: the analysis-synthesis row from wavs and a decode from its mels, one vocoder, each
+    system's wavs and wav.scp in its own directory, the same audio as vocoding each alone."""
+    from ebm.io import read_scp
+
+    sf.write(tmp_path / "a.wav", tone(), FS)
+    (tmp_path / "wav.scp").write_text(f"utt1 {tmp_path / 'a.wav'}\n")
+    mel = FeatureSettings().logmel(tone())
+    np.save(tmp_path / "utt1.npy", mel)
+    (tmp_path / "feats.scp").write_text(f"utt1 {tmp_path / 'utt1.npy'}\n")
+    run_module("ebm.bin.vocode", "--system", "wav", tmp_path / "wav.scp", tmp_path / "gt", "--system", "feats",
+               tmp_path / "feats.scp", tmp_path / "dec", "--griffin_lim_iters", 4, check=True)
+    run_module("ebm.bin.vocode", "--feats_scp", tmp_path / "feats.scp", "--output_dir", tmp_path / "alone",
+               "--griffin_lim_iters", 4, check=True)
+    for out in ("gt", "dec"):
+        assert [k for k, _ in read_scp(tmp_path / out / "wav.scp")] == ["utt1"]
+    np.testing.assert_array_equal(sf.read(tmp_path / "dec/utt1.wav")[0], sf.read(tmp_path / "alone/utt1.wav")[0])
+    proc = run_module("ebm.bin.vocode", "--system", "mel", tmp_path / "feats.scp", tmp_path / "x")
+    assert proc.returncode == 1 and "KIND is feats or wav" in proc.stderr
+
+
 def test_a_config_with_python_tags_is_refused_and_runs_nothing(tmp_path, monkeypatch):
     """`yaml.Loader` would run os.system while reading the config; the safe loader refuses the tag."""
     d = pwg_dir(tmp_path)

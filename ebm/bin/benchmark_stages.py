@@ -9,7 +9,7 @@ audio, with random weights (a network's cost depends on its size and its inputs'
 - stage 7 on real recordings (``--wav_scp``): Griffin-Lim, the per-signal analysis that MCD and F0 need (mel-cepstra
   and WORLD harvest), DistillMOS, and the mel distance's DTW;
 - the start of a job's process (CPU seconds of its imports), which stage 6 pays per setting and set, and stage 7
-  per system and set: at mini_espeak's size it is a large share of both.
+  per set (one vocoding and one scoring call for all systems): at mini_espeak's size a large share of stage 6.
 
 Stage 4 (Tacotron 2 decoding) comes from ``ebm.bin.benchmark_decoding``'s JSON (``--decoding_json``). The
 projection multiplies each unit by what a corpus's recipe asks of it (``CORPORA``: set sizes, mean duration,
@@ -232,8 +232,7 @@ def project(name, spec, units, seconds, decoding, jobs, t2_epochs=None):
     per_system += units["stage 7 analysis (mel-cepstra, WORLD harvest)"]  # the system's own signal
     ref = units["stage 7 analysis (mel-cepstra, WORLD harvest)"] + units["stage 7 mel extraction"]
     work = (on_dev * per_system + ref) * spec["dev"] + (on_eval * per_system + ref) * spec["eval"]
-    starts = ((on_dev + on_eval) * units.get("start of a vocoding job", 0.0)  # a vocoding call per system and set
-              + 2 * units.get("start of a scoring job", 0.0))  # one scoring call per set
+    starts = 2 * (units.get("start of a vocoding job", 0.0) + units.get("start of a scoring job", 0.0))  # per set
     out["7"] = (work * seconds / jobs + starts, f"{on_dev} systems x {spec['dev']} dev and {on_eval} x "
                                                 f"{spec['eval']} eval utterances, {jobs} jobs")
     return out

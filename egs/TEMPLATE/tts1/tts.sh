@@ -588,15 +588,18 @@ if [ ${stage} -le 7 ] && [ ${stop_stage} -ge 7 ]; then
         _controls+=" ${_ctl}"
     done
     log "Stage 7: vocoder ${_vtag}; systems: analysis-synthesis, Tacotron 2 (${_base}), $(echo ${_controls} | wc -w) controls, $(echo ${_ebms} | wc -w) Langevin decodes"
-    # vocode_set SET SYSTEM...: each system's SET through the vocoder, unless its wavs are newer than its input
+    # vocode_set SET SYSTEM...: each system's SET through the vocoder, unless its wavs are newer than its input; the
+    # systems to do share one call of ${nj} jobs (a process start and the vocoder's loading cost more than a small
+    # set's Griffin-Lim), each system's wavs in its own directory
     vocode_set() {
-        local dset=$1 _sys _src _srcopt _wavdir
+        local dset=$1 _sys _src _kind _wavdir _logdir _opts=""
         shift
+        local _todo=()
         for _sys in "$@"; do
             if [ "${_sys}" = "${_gt}" ]; then
-                _src=${data_feats}/${dset}/wav.scp; _srcopt="--wav_scp ${_src}"
+                _src=${data_feats}/${dset}/wav.scp; _kind=wav
             else
-                _src=${_sys}/${dset}/denorm/feats.scp; _srcopt="--feats_scp ${_src}"
+                _src=${_sys}/${dset}/denorm/feats.scp; _kind=feats
             fi
             if [ ! -f "${_src}" ] && [ "${dset}" = "${eval_set}" ] && [ "${_sys}" != "${_base}" ] \
                     && [ -f "${_sys}/${dev_set}/denorm/feats.scp" ]; then
@@ -609,16 +612,23 @@ if [ ${stage} -le 7 ] && [ ${stop_stage} -ge 7 ]; then
                 log "Stage 7: ${_wavdir} is up to date"
                 continue
             fi
-            log "Stage 7: vocoding ${_sys}/${dset} (${nj} jobs) -> ${_wavdir}"
+            log "Stage 7: vocoding ${_sys}/${dset} -> ${_wavdir}"
             rm -rf "${_wavdir}"
             mkdir -p "${_wavdir}/log"
-            split_for_jobs "${data_feats}/${dset}/text" "${_wavdir}/log/keys"
-            # shellcheck disable=SC2086
-            ${decode_cmd} JOB=1:"${_nj}" "${_wavdir}/log/vocode.JOB.log" \
-                ${python} -m ebm.bin.vocode ${_srcopt} --key_file "${_wavdir}/log/keys.JOB.scp" \
-                    --output_dir "${_wavdir}/log/output.JOB" ${_vopts} \
-                || die_with_logs "vocoding ${_sys}/${dset} failed (logs: ${_wavdir}/log/vocode.*.log)" \
-                    "${_wavdir}"/log/vocode.*.log
+            _todo+=("${_wavdir}")
+            _opts+=" --system ${_kind} ${_src} ${_wavdir}/log/output.JOB"
+        done
+        [ ${#_todo[@]} -gt 0 ] || return 0
+        _logdir=${expdir}/vocode_logs_${_vtag}/${dset}
+        rm -rf "${_logdir}"
+        mkdir -p "${_logdir}"
+        split_for_jobs "${data_feats}/${dset}/text" "${_logdir}/keys"
+        log "Stage 7: vocoding ${#_todo[@]} systems on ${dset} (${_nj} jobs; logs: ${_logdir})"
+        # shellcheck disable=SC2086
+        ${decode_cmd} JOB=1:"${_nj}" "${_logdir}/vocode.JOB.log" \
+            ${python} -m ebm.bin.vocode ${_opts} --key_file "${_logdir}/keys.JOB.scp" ${_vopts} \
+            || die_with_logs "vocoding ${dset} failed (logs: ${_logdir}/vocode.*.log)" "${_logdir}"/vocode.*.log
+        for _wavdir in "${_todo[@]}"; do
             merge_jobs "${_wavdir}/log/output.JOB/wav.scp" "${_wavdir}/wav.scp"
         done
     }

@@ -27,7 +27,7 @@ import numpy as np
 import yaml
 
 from ebm.cli import EbmError
-from ebm.io import write_atomic
+from ebm.io import read_yaml, write_atomic, write_through
 
 ARCHIVE_SUFFIXES = (".zip", ".tar", ".tgz", ".tar.gz", ".tbz2", ".tar.bz2", ".txz", ".tar.xz")
 FRONTEND_KEYS = ("token_type", "cleaner", "g2p")
@@ -59,8 +59,7 @@ def _from_meta(files, where):
 def _locate_in_dir(d):
     meta = os.path.join(d, "meta.yaml")
     if os.path.isfile(meta):
-        with open(meta) as f:
-            m = yaml.safe_load(f) or {}
+        m = read_yaml(meta, "packed model's meta.yaml")
         files = {k: os.path.join(d, v) for k, v in {**(m.get("yaml_files") or {}), **(m.get("files") or {})}.items()}
         return _from_meta(files, d)
     pths = sorted(f for f in os.listdir(d) if f.endswith(".pth") and f != "checkpoint.pth")
@@ -157,9 +156,8 @@ def _bases(config_path):
 
 
 def read_config(config_path):
-    with open(config_path) as f:
-        config = yaml.safe_load(f)
-    if not isinstance(config, dict):
+    config = read_yaml(config_path, "ESPnet training config")
+    if not config:
         raise EbmError(f"{config_path} is not an ESPnet training config")
     return config
 
@@ -318,12 +316,6 @@ def source_key(model_file, config, tag):
     return json.dumps({"tag": tag or None, "model_file": stat(model_file), "config": stat(config)}, sort_keys=True)
 
 
-def _write(path, write):
-    tmp = f"{path}.tmp{os.getpid()}"
-    write(tmp)
-    os.replace(tmp, path)
-
-
 def write_import(out_dir, config, model_path, tokens, stats, key):
     """The import directory (see the module's docstring); ``source`` last."""
     os.makedirs(out_dir, exist_ok=True)
@@ -332,12 +324,12 @@ def write_import(out_dir, config, model_path, tokens, stats, key):
     def save_npz(tmp):
         with open(tmp, "wb") as f:
             np.savez(f, **stats)
-    _write(stats_path, save_npz)
+    write_through(stats_path, save_npz)
     config = dict(config, token_list=list(tokens),
                   normalize_conf=dict(config.get("normalize_conf") or {}, stats_file=stats_path))
     write_atomic(os.path.join(out_dir, "config.yaml"), yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
     write_atomic(os.path.join(out_dir, "tokens.txt"), "".join(f"{t}\n" for t in tokens))
-    _write(os.path.join(out_dir, "model.pth"), lambda tmp: os.symlink(os.path.abspath(model_path), tmp))
+    write_through(os.path.join(out_dir, "model.pth"), lambda tmp: os.symlink(os.path.abspath(model_path), tmp))
     write_atomic(os.path.join(out_dir, "frontend"), " ".join(frontend(config, model_path)) + "\n")
     write_atomic(os.path.join(out_dir, "source"), key + "\n")
 

@@ -12,7 +12,6 @@ import time
 
 import yaml
 
-from ebm.cli import EbmError
 
 
 def timed(fn):
@@ -20,17 +19,6 @@ def timed(fn):
     w0, c0 = time.perf_counter(), time.process_time()
     out = fn()
     return out, (time.process_time() - c0, time.perf_counter() - w0)
-
-
-def read_config(path):
-    try:
-        with open(path) as f:
-            config = yaml.safe_load(f) or {}
-    except (OSError, yaml.YAMLError) as e:
-        raise EbmError(f"cannot read the config {path}: {e}") from None
-    if not isinstance(config, dict):
-        raise EbmError(f"{path} is not a YAML mapping")
-    return config
 
 
 def char_token_list(texts, cleaner="tacotron"):

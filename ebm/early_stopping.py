@@ -9,9 +9,7 @@ first, from the reporter state that ESPnet keeps in ``checkpoint.pth``, and skip
 import shlex
 from typing import NamedTuple, Optional, Sequence
 
-import yaml
-
-from ebm.cli import EbmError
+from ebm.io import read_yaml
 
 
 class TrainingState(NamedTuple):
@@ -24,11 +22,7 @@ class TrainingState(NamedTuple):
 def trainer_options(config_path: str, extra_args: str = "") -> dict:
     """``max_epoch``, ``patience`` and ``early_stopping_criterion`` as the trainer will see them: the config's
     values, overridden by ``--max_epoch N`` / ``--patience N`` in the extra command-line options."""
-    try:
-        with open(config_path) as f:
-            conf = yaml.safe_load(f) or {}
-    except (OSError, yaml.YAMLError) as e:
-        raise EbmError(f"cannot read the training config {config_path}: {e}")
+    conf = read_yaml(config_path, "training config")
     opts = {"max_epoch": conf.get("max_epoch", 40), "patience": conf.get("patience"),
             "early_stopping_criterion": list(conf.get("early_stopping_criterion", ["valid", "loss", "min"]))}
     words = shlex.split(extra_args or "")

@@ -1,4 +1,5 @@
-"""Kaldi-style text files (scp, text, utt2spk) and writes that never leave a half-written file behind."""
+"""Kaldi-style text files (scp, text, utt2spk), YAML configs, and writes that never leave a half-written file
+behind."""
 
 import os
 
@@ -26,12 +27,37 @@ def read_scp(path, allow_empty_value=False):
     return entries
 
 
-def write_atomic(path, text):
-    """Write through a temporary name and rename, so a reader never sees a partial file."""
+def write_through(path, write):
+    """``write(tmp)`` creates the file under a temporary name beside ``path``, which then replaces ``path``: a
+    reader (or a re-run after a kill) never sees a partial file."""
     tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
+    write(tmp)
     os.replace(tmp, path)
+
+
+def write_atomic(path, text):
+    """Write ``text`` through a temporary name and rename (:func:`write_through`)."""
+    def write(tmp):
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+    write_through(path, write)
+
+
+def read_yaml(path, what="config"):
+    """A YAML mapping read with the safe loader (nothing in the file runs); an empty file is ``{}``. Errors name
+    ``what`` and the file."""
+    import yaml
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = yaml.safe_load(f)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+        raise EbmError(f"cannot read the {what} {path}: {e}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise EbmError(f"the {what} {path} is not a YAML mapping")
+    return data
 
 
 def open_feats_scp(path):

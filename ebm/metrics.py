@@ -68,7 +68,7 @@ import numpy as np
 import pysptk
 import pyworld
 
-from ebm.alignment import dtw_path  # noqa: F401  (the one DTW; metrics align along it)
+from ebm.alignment import dtw_path
 from ebm.audio import read_wav
 from ebm.cli import EbmError
 

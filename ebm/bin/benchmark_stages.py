@@ -26,9 +26,9 @@ import os
 
 import numpy as np
 
-from ebm.benchmarking import build_ebm, build_tacotron2, char_token_list, read_config, timed
+from ebm.benchmarking import build_ebm, build_tacotron2, char_token_list, timed
 from ebm.cli import EbmError, run, setup_logging
-from ebm.io import read_scp, write_atomic
+from ebm.io import read_scp, read_yaml, write_atomic
 
 FS, N_FFT, N_SHIFT, N_MELS = 22050, 1024, 256, 80
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the configs' paths start here
@@ -213,7 +213,7 @@ def project(name, spec, units, seconds, decoding, jobs, t2_epochs=None):
         audio = (spec["train"] + held) * seconds
         out["4"] = (audio * ((1 + spec["samples"]) * fr + tf) / jobs,
                     f"{1 + spec['samples']} free-running + 1 teacher-forced decodes per text, {jobs} jobs: {how}")
-    ebm = read_config(os.path.join(REPO, spec["ebm_config"]))
+    ebm = read_yaml(os.path.join(REPO, spec["ebm_config"]), "EBM config")
     per_update = utterances_per_update(ebm, seconds)
     iters = ebm.get("num_iters_per_epoch") or math.ceil(spec["train"] * (1 + ebm.get("train_hyps", 0)) / per_update)
     utts = ebm.get("max_epoch", 1) * iters * per_update
@@ -280,12 +280,12 @@ def main(argv=None):
     for name in args.corpora:
         spec = CORPORA[name]
         sec = float(seconds.get(name) or spec["seconds"] or mean_seconds)
-        t2 = read_config(os.path.join(REPO, spec["t2_config"]))
+        t2 = read_yaml(os.path.join(REPO, spec["t2_config"]), "Tacotron 2 config")
         model, n_t2, _ = build_tacotron2(t2["tts_conf"], token_list, FS, N_FFT, N_SHIFT, N_MELS, seed=args.seed)
         n = min(args.max_batch, utterances_per_update(t2, sec))
         units[f"{name} Tacotron 2 update"] = training_unit(model, batch_of(wavs, tokens, n), args.updates)
         del model
-        ebm_conf = read_config(os.path.join(REPO, spec["ebm_config"]))
+        ebm_conf = read_yaml(os.path.join(REPO, spec["ebm_config"]), "EBM config")
         ebm = build_ebm(ebm_conf, token_list, FS, N_FFT, N_SHIFT, N_MELS, seed=args.seed)
         batch = batch_of(wavs, tokens, min(args.max_batch, utterances_per_update(ebm_conf, sec)))
         with torch.no_grad():  # the hypotheses: the reference's own mel, slightly off (their values cost nothing)

@@ -25,7 +25,8 @@
     level ``sigma`` in ``extra``; delta: its configured :class:`ebm.negative_samplers.AbsNegativeSampler`, e.g.
     noisy reference or teacher-forced stream). A hypothesis with its own timing (delta with ``align: dtw`` on
     the free-running stream) has its own lengths, and ``extra["ref"]`` is then the reference warped onto them.
-    :meth:`AbsScoreCriterion.loss_on_own_hypothesis` is exactly these three lines.
+    :meth:`AbsScoreCriterion.loss_on_own_hypothesis` is exactly these three lines (a noise-conditional criterion
+    also gives the network the hypothesis' ``sigma``).
 
 :class:`CombinedCriterion` is a weighted sum of both kinds, with one calling convention::
 
@@ -121,13 +122,18 @@ class AbsScoreCriterion(nn.Module, ABC):
                 sigma: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, Dict[str, float]]:
         raise NotImplementedError
 
+    #: True for a criterion that trains a noise-conditional network: it gives ``score_fn`` the noise level too.
+    noise_conditional: bool = False
+
     def loss_on_own_hypothesis(self, ref: torch.Tensor, lengths: torch.Tensor,
-                               score_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+                               score_fn: Callable[..., torch.Tensor],
                                **streams) -> Tuple[torch.Tensor, Dict[str, float]]:
-        """Draw a hypothesis, ask ``score_fn(hyp, hyp_lengths)`` for dE/dhyp and score it."""
+        """Draw a hypothesis, ask ``score_fn(hyp, hyp_lengths)`` for dE/dhyp (``score_fn(hyp, hyp_lengths,
+        sigma)`` for a noise-conditional criterion) and score it."""
         hyp, hyp_lengths, extra = self.make_hypothesis(ref, lengths, **streams)
-        return self(hyp=hyp, ref=extra.get("ref", ref), lengths=hyp_lengths, grad=score_fn(hyp, hyp_lengths),
-                    sigma=extra.get("sigma"))
+        sigma = extra.get("sigma")
+        grad = score_fn(hyp, hyp_lengths, sigma) if self.noise_conditional else score_fn(hyp, hyp_lengths)
+        return self(hyp=hyp, ref=extra.get("ref", ref), lengths=hyp_lengths, grad=grad, sigma=sigma)
 
 
 class BinaryNCE(AbsEnergyCriterion):
@@ -281,15 +287,23 @@ class DenoisingScoreMatching(AbsScoreCriterion):
     kernel), with Song & Ermon's sigma^2 weighting so every noise level contributes O(1):
     ``sigma^2 * || -grad - (Y+ - Y-)/sigma^2 ||^2 = || sigma * (-grad) - (Y+ - Y-)/sigma ||^2``.
     Its minimiser is the score of the sigma-smoothed data density, averaged over the sigma range.
+    ``noise_conditional=True`` (with ``target="score"``) trains a noise-conditional network, which is told each
+    hypothesis' sigma: its minimiser is then the score of the data smoothed at *that* sigma, the field annealed
+    Langevin decoding follows from Tacotron 2's output down to the finest level.
     """
 
-    def __init__(self, sigma_min: float = 0.05, sigma_max: float = 1.0, target: str = "displacement"):
+    def __init__(self, sigma_min: float = 0.05, sigma_max: float = 1.0, target: str = "displacement",
+                 noise_conditional: bool = False):
         super().__init__()
         if not 0 < sigma_min <= sigma_max:
             raise ValueError(f"need 0 < sigma_min <= sigma_max, got {sigma_min}, {sigma_max}")
         if target not in ("displacement", "score"):
             raise ValueError(f"target must be 'displacement' or 'score', got {target!r}")
+        if noise_conditional and target != "score":
+            raise ValueError("dsm with noise_conditional: true needs target: score (a noise-conditional network "
+                             "predicts the score at each level; a displacement target's size would vary with sigma)")
         self.sigma_min, self.sigma_max, self.target = float(sigma_min), float(sigma_max), target
+        self.noise_conditional = bool(noise_conditional)
 
     def sample_sigma(self, batch: int, device=None) -> torch.Tensor:
         lo, hi = math.log(self.sigma_min), math.log(self.sigma_max)
@@ -352,7 +366,8 @@ class CombinedCriterion(nn.Module):
     Stats of each member are prefixed with its ``label`` (default: its name; repeated names get ``_2``...).
     Energy members get ``e_pos``/``e_neg``; score members draw their own hypotheses from ``ref``, ``lengths`` and
     ``streams``, and get dE/dY at them from ``score_fn(hyp, lengths) -> grad`` (the caller's closure over the
-    network and the text, with ``create_graph=True``).
+    network and the text, with ``create_graph=True``; noise-conditional members call ``score_fn(hyp, lengths,
+    sigma)``).
     """
 
     def __init__(self, criteria: Sequence[Mapping[str, Any]]):
@@ -380,6 +395,11 @@ class CombinedCriterion(nn.Module):
     def needs_score(self) -> bool:
         return any(isinstance(m, AbsScoreCriterion) for m in self.members.values())
 
+    @property
+    def noise_conditional(self) -> List[str]:
+        """Labels of the members that give the network their hypotheses' noise levels."""
+        return [label for label, m in self.members.items() if getattr(m, "noise_conditional", False)]
+
     def forward(
         self,
         *,
@@ -387,7 +407,7 @@ class CombinedCriterion(nn.Module):
         lengths: torch.Tensor,
         e_pos: Optional[torch.Tensor] = None,
         e_neg: Optional[NegEnergies] = None,
-        score_fn: Optional[Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = None,
+        score_fn: Optional[Callable[..., torch.Tensor]] = None,
         streams: Optional[Mapping[str, Any]] = None,
     ) -> Tuple[torch.Tensor, Dict[str, float]]:
         """``e_pos``/``e_neg`` are needed when there is an energy member, ``score_fn`` when there is a score one."""

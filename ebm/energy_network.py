@@ -12,13 +12,18 @@ Design constraints, and why:
 * Langevin and score training differentiate E with respect to the mel, so every activation on that path is
   smooth (SiLU by default); a ReLU would make dE/dY piecewise constant and its second derivative zero, which
   starves the double-backprop ("delta") criterion.
+* A *noise-conditional* network (``noise_conditional: true``) also reads the noise level sigma of its input, as
+  the energies of score-based generative models do (Song & Ermon 2019): one network then holds the energy of the
+  data smoothed at every level, which annealed Langevin (:mod:`ebm.langevin`) descends from coarse to fine. Its
+  energy is divided by sigma (NCSN's parametrisation), so the network's own gradient only has to predict the unit
+  noise direction while the score it gives scales as 1/sigma, as the true score of smoothed data does.
 * The transformer blocks are ESPnet's (``EncoderLayer``, ``DecoderLayer``, ``MultiHeadedAttention``,
   ``PositionwiseFeedForward``, ``ScaledPositionalEncoding``), assembled here rather than through ESPnet's
   ``Encoder`` so that the feed-forward activation is configurable.
 """
 
 import contextlib
-from typing import Tuple, Union
+from typing import Optional, Tuple, Union
 
 import torch
 from torch import nn
@@ -114,6 +119,9 @@ class EnergyNetwork(nn.Module):
             the math backend for that call.
         energy_scale: constant multiplier of the utterance energy (sets the temperature of exp(-E), and with it the
             size of dE/dY relative to a Langevin step size).
+        noise_conditional: the network also takes the noise level ``sigma`` (B,) of its input: an embedding of
+            log sigma is added to every frame after the feature enhancement, and the energy is divided by sigma.
+            Every call must then give ``sigma``; trained by ``dsm`` with ``noise_conditional: true``.
 
     The defaults give about 2.3M parameters (the paper's size) for a character vocabulary.
     """
@@ -140,6 +148,7 @@ class EnergyNetwork(nn.Module):
         spectral_norm: bool = False,
         energy_scale: float = 1.0,
         use_sdpa: bool = False,
+        noise_conditional: bool = False,
     ):
         super().__init__()
         if pooling not in POOLINGS:
@@ -149,6 +158,7 @@ class EnergyNetwork(nn.Module):
         self.odim = odim
         self.pooling = pooling
         self.energy_scale = float(energy_scale)
+        self.noise_conditional = bool(noise_conditional)
 
         # text side
         self.embed = nn.Embedding(vocab_size, adim, padding_idx=0)
@@ -169,6 +179,10 @@ class EnergyNetwork(nn.Module):
         self.prenet = ConvFeatureEnhancement(odim, adim, prenet_layers, prenet_chans, prenet_kernel, activation,
                                              dropout_rate)
         self.feats_pos = ScaledPositionalEncoding(adim, positional_dropout_rate)
+        self.noise_embed = None
+        if self.noise_conditional:
+            self.noise_embed = nn.Sequential(
+                nn.Linear(2 * NOISE_FREQUENCIES, adim), get_activation(activation), nn.Linear(adim, adim))
         self.decoder = nn.ModuleList([
             DecoderLayer(
                 adim,
@@ -212,21 +226,30 @@ class EnergyNetwork(nn.Module):
         feats: torch.Tensor,
         feats_lengths: torch.Tensor,
         return_frames: bool = False,
+        sigma: Optional[torch.Tensor] = None,
     ) -> Union[torch.Tensor, Tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         """Utterance energies (B,); with ``return_frames`` also frame energies (B,T) and pooling weights (B,T).
 
         Frame energies and weights are zero on padded frames; for ``mean``/``sum`` the weights are 1/L and 1.
+        ``sigma`` (B,) or a number: the noise level of ``feats``, required by (and only by) a noise-conditional
+        network; its frame energies are then divided by sigma too.
         """
+        sigma = self._check_sigma(sigma, feats)
         memory, memory_mask = self.encode_text(text, text_lengths)
         valid = valid_mask(feats_lengths.to(feats.device), feats.size(1))  # (B,T) bool
         validf = valid.unsqueeze(-1).to(feats.dtype)
-        h = self.feats_pos(self.prenet(feats, validf))
+        h = self.prenet(feats, validf)
+        if sigma is not None:
+            h = h + self.noise_embed(noise_features(sigma)).unsqueeze(1)
+        h = self.feats_pos(h)
         self_mask = valid.unsqueeze(1)
         for layer in self.decoder:
             h, self_mask, _, _ = layer(h, self_mask, memory, memory_mask)
         h = self.decoder_norm(h)
 
         frame_energy = self.frame_head(h).squeeze(-1) * valid  # (B,T)
+        if sigma is not None:
+            frame_energy = frame_energy / sigma.unsqueeze(-1)
         if self.pooling == "attention":
             score = self.pool_score(h).squeeze(-1)
             score = score.masked_fill(~valid, torch.finfo(score.dtype).min)
@@ -247,6 +270,7 @@ class EnergyNetwork(nn.Module):
         feats: torch.Tensor,
         feats_lengths: torch.Tensor,
         create_graph: bool = False,
+        sigma: Optional[torch.Tensor] = None,
     ) -> Tuple[torch.Tensor, torch.Tensor]:
         """Energies (B,) and dE/dfeats (B,T,D), zero on padded frames; works under ``torch.no_grad()``.
 
@@ -261,7 +285,7 @@ class EnergyNetwork(nn.Module):
         kernel = sdpa_kernel(SDPBackend.MATH) if create_graph else contextlib.nullcontext()
         with torch.enable_grad(), kernel:
             y = feats if (create_graph and feats.requires_grad) else feats.detach().requires_grad_(True)
-            energy = self.forward(text, text_lengths, y, feats_lengths)
+            energy = self.forward(text, text_lengths, y, feats_lengths, sigma=sigma)
             (grad,) = torch.autograd.grad(energy.sum(), y, create_graph=create_graph)
             valid = valid_mask(feats_lengths.to(feats.device), feats.size(1))
             grad = grad * valid.unsqueeze(-1).to(grad.dtype)
@@ -269,9 +293,41 @@ class EnergyNetwork(nn.Module):
             energy, grad = energy.detach(), grad.detach()
         return energy, grad
 
+    def _check_sigma(self, sigma, feats: torch.Tensor) -> Optional[torch.Tensor]:
+        """``sigma`` as a (B,) tensor on ``feats``' device, or None; refused where the network has no use for it."""
+        if not self.noise_conditional:
+            if sigma is not None:
+                raise ValueError("this energy network is not noise-conditional: give no noise level (sigma), or "
+                                 "train one with energy_network_conf: {noise_conditional: true}")
+            return None
+        if sigma is None:
+            raise ValueError("this energy network is noise-conditional: every call needs the noise level sigma of "
+                             "its input (decoding: set noise_level_max and noise_level_min in the decode config)")
+        sigma = torch.as_tensor(sigma, dtype=feats.dtype, device=feats.device)
+        sigma = sigma.expand(feats.size(0)) if sigma.dim() == 0 else sigma.reshape(-1)
+        if sigma.numel() != feats.size(0) or not bool((sigma > 0).all()):
+            raise ValueError(f"sigma must be one positive noise level per utterance ({feats.size(0)}), "
+                             f"got {sigma.tolist()}")
+        return sigma
+
     def extra_repr(self) -> str:
-        return f"pooling={self.pooling}, energy_scale={self.energy_scale}"
+        return (f"pooling={self.pooling}, energy_scale={self.energy_scale}, "
+                f"noise_conditional={self.noise_conditional}")
 
 
-__all__ = ["EnergyNetwork", "ConvFeatureEnhancement", "count_parameters", "valid_mask", "ACTIVATIONS", "POOLINGS"]
+#: Sinusoidal features of log(sigma) / 4 at octave frequencies 1 .. 2^(n-1): the slowest is monotonic over the
+#: decades a schedule spans, the fastest turns once per factor 2.2 in sigma, so nearby levels get nearby
+#: embeddings and share what they learn.
+NOISE_FREQUENCIES = 6
+
+
+def noise_features(sigma: torch.Tensor) -> torch.Tensor:
+    """(B,) noise levels -> (B, 2 * NOISE_FREQUENCIES) sines and cosines of log(sigma) at octave frequencies."""
+    freqs = 2.0 ** torch.arange(NOISE_FREQUENCIES, device=sigma.device, dtype=sigma.dtype)
+    angle = torch.log(sigma).unsqueeze(-1) * freqs / 4.0
+    return torch.cat([torch.sin(angle), torch.cos(angle)], dim=-1)
+
+
+__all__ = ["EnergyNetwork", "ConvFeatureEnhancement", "count_parameters", "valid_mask", "noise_features",
+           "ACTIVATIONS", "NOISE_FREQUENCIES", "POOLINGS"]
 

@@ -67,12 +67,26 @@ class ESPnetEBMModel(AbsESPnetModel):
         refine_noise: float = 0.5,
         refine_normalize: bool = True,
         refine_from: str = "teacher_forced",
+        refine_noise_level: Optional[float] = None,
     ):
         super().__init__()
         self.feats_extract = feats_extract
         self.normalize = normalize
         self.energy_network = energy_network
         self.criterion = CombinedCriterion(list(criteria))
+        self.noise_conditional = bool(getattr(energy_network, "noise_conditional", False))
+        told = self.criterion.noise_conditional
+        if self.noise_conditional and (self.criterion.needs_energies or len(told) != len(self.criterion.members)):
+            raise ValueError("a noise-conditional energy network needs the noise level of every input it is trained "
+                             "on: train it with dsm criteria that have noise_conditional: true, and nothing else")
+        if told and not self.noise_conditional:
+            raise ValueError(f"criteria {told} give the network noise levels, but energy_network_conf has no "
+                             "noise_conditional: true")
+        if self.noise_conditional and not (refine_noise_level is not None and refine_noise_level > 0):
+            raise ValueError("a noise-conditional energy network needs model_conf: refine_noise_level (the noise "
+                             "level at which validation's refinement steps read the hypothesis, e.g. the size of "
+                             "Tacotron 2's error)")
+        self.refine_noise_level = refine_noise_level if self.noise_conditional else None
         self.sampler = MixedSampler(list(samplers), mode=sampler_mode) if self.criterion.needs_energies else None
         self.refine_steps = refine_steps
         self.refine_step_size = refine_step_size
@@ -121,8 +135,9 @@ class ESPnetEBMModel(AbsESPnetModel):
         streams = self._streams(feats, feats_lengths, tf_feats, tf_feats_lengths, fr_feats, fr_feats_lengths)
         net = self.energy_network
 
-        def score_fn(y, lengths):
-            return net.energy_and_grad(text, text_lengths, y, lengths, create_graph=self.training)[1]
+        def score_fn(y, lengths, sigma=None):
+            noise = {} if sigma is None else {"sigma": sigma}
+            return net.energy_and_grad(text, text_lengths, y, lengths, create_graph=self.training, **noise)[1]
 
         e_pos = e_neg = None
         if self.sampler is not None:
@@ -161,7 +176,9 @@ class ESPnetEBMModel(AbsESPnetModel):
         The steps are decoding's (:func:`ebm.langevin.langevin_step` without noise): normalised to RMS
         ``refine_step_size`` over each utterance (``refine_normalize``, for NCE energies, whose scale is
         arbitrary) or raw (for score-trained energies, whose gradient is the predicted correction itself).
-        ``grad_rms`` is the last step's gradient RMS over the batch's valid cells (a scale to log).
+        ``grad_rms`` is the last step's gradient RMS over the batch's valid cells (a scale to log). A
+        noise-conditional network reads the hypothesis at ``refine_noise_level``; one raw step of size
+        ``refine_noise_level ** 2`` is then its denoiser's estimate of the reference (Tweedie's formula).
         """
         if self.refine_from == "free_running":
             if "fr_feats" not in streams:
@@ -186,8 +203,9 @@ class ESPnetEBMModel(AbsESPnetModel):
 
         d0 = dist(y)
         grad_norm = 0.0
+        noise = {} if self.refine_noise_level is None else {"sigma": self.refine_noise_level}
         for _ in range(self.refine_steps):
-            _, g = self.energy_network.energy_and_grad(text, text_lengths, y, lengths)
+            _, g = self.energy_network.energy_and_grad(text, text_lengths, y, lengths, **noise)
             grad_norm = float(((g * mask).pow(2).sum() / frames).sqrt())
             y = langevin_step(y, g, valid, self.refine_step_size, sigma=0.0, normalize_grad=self.refine_normalize)
         d1 = dist(y)

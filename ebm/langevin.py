@@ -24,6 +24,13 @@ Design choices, and why:
   step does not depend on which other utterances share its batch.
 * ``update_clip`` bounds the whole per-frame change (drift + noise): that is what keeps a chain from jumping,
   whereas ``grad_frame_clip`` (per-frame L2 norm) and ``grad_clamp`` (element-wise) only tame the drift.
+* *Annealed* Langevin (``noise_level_max`` > ``noise_level_min``, for a noise-conditional energy, Song & Ermon
+  2019): the steps are spread evenly over ``noise_levels`` geometric levels from the coarsest to the finest, the
+  network reads each step's level, and the step size scales with the level squared,
+  lambda_n = step_size * (level_n / noise_level_min)^2, so that the chain mixes at coarse levels and settles at
+  fine ones. Starting from Tacotron 2's output at a level that covers its error is what Grad-TTS and shallow
+  diffusion refiners do with their prior mel. ``denoise_final`` ends with one noiseless step of size
+  noise_level_min^2, which for a score trained by DSM is Tweedie's estimate of the clean mel.
 * ``drift_min_bin`` leaves the mel bins below it as the hypothesis has them. A correction learnt by regression
   is an average over plausible references; in the low bins, where the harmonics are resolved, that average
   flattens them and frames lose their voicing, while above them it moves the envelope that MCD measures.
@@ -151,6 +158,10 @@ class LangevinSampler:
             ("diverged_energy").
         seed: seeds a private generator for the noise (reproducible, and the global RNG is left alone);
             None uses the global RNG.
+        noise_level_max, noise_level_min: the noise levels a noise-conditional energy network reads, coarsest
+            and finest (annealed Langevin, module docstring); None for a network without a noise input.
+        noise_levels: number of geometric levels between them; the steps are spread evenly over the levels.
+        denoise_final: end with one noiseless step of size noise_level_min^2 (Tweedie's denoiser).
     """
 
     def __init__(
@@ -166,6 +177,10 @@ class LangevinSampler:
         max_abs: Optional[float] = None,
         divergence_factor: Optional[float] = None,
         seed: Optional[int] = None,
+        noise_level_max: Optional[float] = None,
+        noise_level_min: Optional[float] = None,
+        noise_levels: int = 1,
+        denoise_final: bool = False,
         **old_keys,
     ):
         unknown = sorted(set(old_keys) - set(RENAMED_KEYS))
@@ -187,6 +202,20 @@ class LangevinSampler:
             raise ValueError(f"drift_min_bin must be >= 0, got {drift_min_bin}")
         if divergence_factor is not None and divergence_factor < 0:
             raise ValueError(f"divergence_factor must be >= 0 or None, got {divergence_factor}")
+        if (noise_level_max is None) != (noise_level_min is None):
+            raise ValueError("set both noise_level_max and noise_level_min (a noise-conditional network), or neither")
+        if noise_level_max is not None:
+            if not 0 < noise_level_min <= noise_level_max:
+                raise ValueError(f"need 0 < noise_level_min <= noise_level_max, got {noise_level_min}, "
+                                 f"{noise_level_max}")
+            if divergence_factor is not None:
+                raise ValueError("divergence_factor compares energies at one noise level, and an annealed chain "
+                                 "changes level: set divergence_factor: null (max_abs still stops a chain that "
+                                 "walks off)")
+        elif denoise_final:
+            raise ValueError("denoise_final needs a noise-conditional network and its noise_level_min")
+        if int(noise_levels) < 1:
+            raise ValueError(f"noise_levels must be >= 1, got {noise_levels}")
         self.steps = int(steps)
         self.step_size = float(step_size)
         self.sigma = float(sigma)
@@ -198,6 +227,10 @@ class LangevinSampler:
         self.max_abs = max_abs
         self.divergence_factor = divergence_factor
         self.seed = seed
+        self.noise_level_max = None if noise_level_max is None else float(noise_level_max)
+        self.noise_level_min = None if noise_level_min is None else float(noise_level_min)
+        self.noise_levels = int(noise_levels)
+        self.denoise_final = bool(denoise_final)
 
     @property
     def noise_scale(self) -> float:
@@ -215,16 +248,42 @@ class LangevinSampler:
             out.append(self.steps)
         return out
 
+    @property
+    def annealed(self) -> bool:
+        return self.noise_level_max is not None
+
+    def level(self, n: int) -> Optional[float]:
+        """The noise level the network reads for step ``n`` (1-based; 0 and ``steps + 1`` clamp to the first and
+        last), or None without annealing."""
+        if not self.annealed:
+            return None
+        if self.noise_levels == 1 or self.noise_level_max == self.noise_level_min:
+            return self.noise_level_max
+        k = min(max(n - 1, 0) * self.noise_levels // max(self.steps, 1), self.noise_levels - 1)
+        ratio = math.log(self.noise_level_min / self.noise_level_max) / (self.noise_levels - 1)
+        return self.noise_level_max * math.exp(k * ratio)
+
+    def step_size_at(self, n: int) -> float:
+        """lambda of step ``n``: ``step_size``, scaled by (level / noise_level_min)^2 when annealed."""
+        if not self.annealed:
+            return self.step_size
+        return self.step_size * (self.level(n) / self.noise_level_min) ** 2
+
     def step(self, y: torch.Tensor, grad: torch.Tensor, mask: torch.Tensor,
-             generator: Optional[torch.Generator] = None) -> torch.Tensor:
-        """One step of this sampler's rule (:func:`langevin_step` with its options)."""
-        return langevin_step(y, grad, mask, self.step_size, self.sigma, self.temperature,
+             generator: Optional[torch.Generator] = None, n: int = 1) -> torch.Tensor:
+        """Step ``n`` of this sampler's rule (:func:`langevin_step` with its options)."""
+        return langevin_step(y, grad, mask, self.step_size_at(n), self.sigma, self.temperature,
                              normalize_grad=self.normalize_grad, grad_frame_clip=self.grad_frame_clip,
                              drift_min_bin=self.drift_min_bin, update_clip=self.update_clip, generator=generator)
 
     def run(self, energy_network, text: torch.Tensor, text_lengths: torch.Tensor, init: torch.Tensor,
             init_lengths: torch.Tensor, record_every: int = 1) -> LangevinResult:
         """Run the chains from ``init`` (B,T,D), each for ``steps`` steps unless it stops early."""
+        conditional = bool(getattr(energy_network, "noise_conditional", False))
+        if conditional != self.annealed:
+            raise ValueError("a noise-conditional energy network needs noise_level_max and noise_level_min in the "
+                             "decode config" if conditional else "noise_level_max/noise_level_min are for a "
+                             "noise-conditional energy network; this one has no noise input")
         rec_steps = self.record_steps(record_every)
         B, T, _ = init.shape
         device, dtype = init.device, init.dtype
@@ -239,9 +298,10 @@ class LangevinSampler:
         # Evaluation on the active subset; the subset's slices are rebuilt only when the active set changes.
         cache = {}
 
-        def evaluate(feats, active):
+        def evaluate(feats, active, n):
+            noise = {} if not self.annealed else {"sigma": self.level(n)}
             if bool(active.all()):
-                return energy_network.energy_and_grad(text, text_lengths, feats, lengths)
+                return energy_network.energy_and_grad(text, text_lengths, feats, lengths, **noise)
             if "idx" not in cache:
                 idx = active.nonzero().squeeze(1)
                 tidx = idx.to(text.device)
@@ -249,7 +309,7 @@ class LangevinSampler:
                 cache.update(idx=idx, tmax=int(lengths[idx].max()), text=text[tidx][:, :int(tl.max())], tl=tl)
             idx, tmax = cache["idx"], cache["tmax"]
             e_sub, g_sub = energy_network.energy_and_grad(cache["text"], cache["tl"], feats[idx, :tmax],
-                                                          lengths[idx])
+                                                          lengths[idx], **noise)
             e = torch.full((B,), float("nan"), device=device, dtype=e_sub.dtype)
             e[idx] = e_sub
             g = torch.zeros_like(feats)
@@ -275,7 +335,7 @@ class LangevinSampler:
         with _eval_mode(energy_network), torch.no_grad():
             y = torch.where(valid, init.detach(), torch.zeros((), dtype=dtype, device=device))
             all_rows = torch.ones(B, dtype=torch.bool, device=device)
-            energy, grad = evaluate(y, all_rows)
+            energy, grad = evaluate(y, all_rows, 1)
             energy = energy.detach()
             grad = grad.detach().to(dtype)
             sane0 = torch.isfinite(energy) & row_finite(y) & row_finite(grad)
@@ -293,9 +353,9 @@ class LangevinSampler:
                 if not bool(active.any()):
                     energies[:, col:] = energy[:, None]
                     break
-                y_new = self.step(y, grad, valid & active[:, None, None], gen)
+                y_new = self.step(y, grad, valid & active[:, None, None], gen, n)
 
-                e_new, g_new = evaluate(y_new, active)
+                e_new, g_new = evaluate(y_new, active, n + 1)  # the gradient the next step takes
                 e_new, g_new = e_new.detach(), g_new.detach()
                 finite = torch.isfinite(e_new) & row_finite(y_new) & row_finite(g_new)
                 bad_nf = active & ~finite
@@ -318,6 +378,14 @@ class LangevinSampler:
                     energies[:, col] = energy
                     col += 1
 
+            if self.denoise_final:  # chains that ran to the end hold the gradient at the finest level
+                done = valid & ~stopped[:, None, None]
+                y_hat = langevin_step(y, grad, done, self.noise_level_min ** 2, sigma=0.0)
+                ok = row_finite(y_hat)
+                if self.max_abs is not None:
+                    ok = ok & ~(y_hat.abs() > self.max_abs).flatten(1).any(1)
+                y = torch.where(ok[:, None, None], y_hat, y)
+
         return LangevinResult(
             feats=y, lengths=lengths, energies=energies, stopped=stopped, stop_step=stop_step, reasons=reasons,
             record_steps=torch.tensor(rec_steps, dtype=torch.long),
@@ -325,7 +393,8 @@ class LangevinSampler:
 
 
 CONFIG_KEYS = ("steps", "step_size", "sigma", "temperature", "normalize_grad", "grad_frame_clip", "update_clip",
-               "drift_min_bin", "max_abs", "divergence_factor", "seed")
+               "drift_min_bin", "max_abs", "divergence_factor", "seed", "noise_level_max", "noise_level_min",
+               "noise_levels", "denoise_final")
 #: Options renamed so that each name has one meaning (old: new); ``grad_clip`` is the trainer's global norm clip in
 #: ESPnet's YAML. Old decode configs and old decodes' settings.yaml are translated with a warning.
 RENAMED_KEYS = {"grad_clip": "grad_frame_clip"}
@@ -335,8 +404,10 @@ RENAMED_KEYS = {"grad_clip": "grad_frame_clip"}
 # may be null (off).
 NUMERIC_KEYS = {"steps": int, "step_size": float, "sigma": float, "temperature": float, "grad_frame_clip": float,
                 "update_clip": float, "drift_min_bin": int, "max_abs": float, "divergence_factor": float,
-                "seed": int, "batch_size": int, "record_every": int}
-OPTIONAL_KEYS = ("grad_frame_clip", "update_clip", "max_abs", "divergence_factor", "seed")
+                "seed": int, "batch_size": int, "record_every": int, "noise_level_max": float,
+                "noise_level_min": float, "noise_levels": int}
+OPTIONAL_KEYS = ("grad_frame_clip", "update_clip", "max_abs", "divergence_factor", "seed", "noise_level_max",
+                 "noise_level_min")
 # A mel normalised by the training statistics (global_mvn) lies within a few units of 0; a refined mel beyond this
 # bound is no longer speech, and vocoders fail on it (or make noise), so it is refused before it is written.
 OUTPUT_BOUND = 50.0
@@ -371,8 +442,9 @@ def langevin_from_config(conf: Optional[dict] = None) -> LangevinSampler:
     if unknown:
         raise ValueError(f"unknown Langevin option(s) {unknown}; valid: {list(CONFIG_KEYS)}")
     conf = {k: config_number(k, v) if k in NUMERIC_KEYS else v for k, v in conf.items()}
-    if not isinstance(conf.get("normalize_grad", False), bool):
-        raise ValueError(f"normalize_grad: {conf['normalize_grad']!r} is not true or false")
+    for key in ("normalize_grad", "denoise_final"):
+        if not isinstance(conf.get(key, False), bool):
+            raise ValueError(f"{key}: {conf[key]!r} is not true or false")
     return LangevinSampler(**conf)
 
 

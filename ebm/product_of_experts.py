@@ -27,17 +27,29 @@ class ProductOfExperts(nn.Module):
         if any(not float(w) > 0 for w in weights):
             raise ValueError(f"expert weights must be positive (a negative one rewards what that expert rejects), "
                              f"got {list(weights)}")
+        kinds = {bool(getattr(net, "noise_conditional", False)) for net in networks}
+        if len(kinds) > 1:
+            raise ValueError("a product of experts cannot mix noise-conditional energy networks with others: they "
+                             "are decoded differently (annealed or not)")
         self.networks = nn.ModuleList(networks)
         self.weights = [float(w) for w in weights]
 
-    def forward(self, text, text_lengths, feats, feats_lengths) -> torch.Tensor:
-        return sum(w * net(text, text_lengths, feats, feats_lengths) for w, net in zip(self.weights, self.networks))
+    @property
+    def noise_conditional(self) -> bool:
+        """All experts read a noise level (annealed decoding), or none does; a mix is refused at construction."""
+        return bool(getattr(self.networks[0], "noise_conditional", False))
 
-    def energy_and_grad(self, text, text_lengths, feats, feats_lengths,
-                        create_graph: bool = False) -> Tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, text, text_lengths, feats, feats_lengths, sigma=None) -> torch.Tensor:
+        noise = {} if sigma is None else {"sigma": sigma}
+        return sum(w * net(text, text_lengths, feats, feats_lengths, **noise)
+                   for w, net in zip(self.weights, self.networks))
+
+    def energy_and_grad(self, text, text_lengths, feats, feats_lengths, create_graph: bool = False,
+                        sigma=None) -> Tuple[torch.Tensor, torch.Tensor]:
+        noise = {} if sigma is None else {"sigma": sigma}
         energy, grad = None, None
         for w, net in zip(self.weights, self.networks):
-            e, g = net.energy_and_grad(text, text_lengths, feats, feats_lengths, create_graph=create_graph)
+            e, g = net.energy_and_grad(text, text_lengths, feats, feats_lengths, create_graph=create_graph, **noise)
             energy = w * e if energy is None else energy + w * e
             grad = w * g if grad is None else grad + w * g
         return energy, grad

@@ -17,7 +17,9 @@ from ebm.alignment import dtw_path, dtw_paths
 from ebm.cli import EbmError
 from ebm.criteria import (CRITERIA, AbsEnergyCriterion, AbsScoreCriterion, BinaryNCE, CombinedCriterion, DeltaScore,
                           DenoisingScoreMatching, energy_criterion_choices, score_criterion_choices)
+from ebm.energy_network import EnergyNetwork
 from ebm.espnet_model import ESPnetEBMModel
+from ebm.langevin import langevin_from_config
 from ebm.negative_samplers import (RENAMED_KEYS, SAMPLERS, AbsNegativeSampler, LangevinSamples, MixedSampler,
                                    TeacherForced, build_sampler, sampler_choices)
 
@@ -169,12 +171,13 @@ def _sampler_specs(model_conf):
 @pytest.mark.parametrize("config", TRAIN_CONFIGS, ids=lambda p: os.path.relpath(p, ROOT))
 def test_configs_use_only_the_new_keys_and_build(config, caplog):
     with open(config, encoding="utf-8") as f:
-        model_conf = yaml.safe_load(f)["model_conf"]
+        conf = yaml.safe_load(f)
+    model_conf = conf["model_conf"]
     for spec in _sampler_specs(model_conf):
         stale = set(RENAMED_KEYS.get(spec["name"], {})) & set(spec.get("conf") or {})
         assert not stale, f"{config}: sampler {spec['name']} still uses {sorted(stale)}"
     with caplog.at_level(logging.WARNING):
-        ESPnetEBMModel(None, None, torch.nn.Linear(2, 2), **model_conf)
+        ESPnetEBMModel(None, None, EnergyNetwork(**conf.get("energy_network_conf", {})), **model_conf)
     assert "is now" not in caplog.text
 
 
@@ -256,3 +259,16 @@ def test_training_path_imports_neither_metrics_nor_librosa():
     )
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stderr[-2000:]
+
+
+DECODE_CONFIGS = sorted(glob.glob(os.path.join(ROOT, "egs", "*", "tts1", "conf", "decode_ebm*.yaml")))
+
+
+@pytest.mark.parametrize("config", DECODE_CONFIGS, ids=lambda p: os.path.relpath(p, ROOT))
+def test_decode_configs_build_a_sampler(config):
+    with open(config, encoding="utf-8") as f:
+        conf = yaml.safe_load(f)
+    conf.pop("batch_size", None)
+    conf.pop("record_every", None)
+    sampler = langevin_from_config(conf)
+    assert sampler.steps == conf["steps"]

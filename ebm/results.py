@@ -76,6 +76,7 @@ class SystemRecord:
     sigma: Optional[float] = None
     normalize_grad: Optional[bool] = None
     min_bin: Optional[int] = None
+    noise_level_max: Optional[float] = None  # where an annealed chain started (noise-conditional EBMs)
     params: Optional[int] = None
     weights: Optional[str] = None  # a product of experts' weights, "w1/w2"
     scale: Optional[float] = None  # a control's variance scale
@@ -193,7 +194,8 @@ class ScoreTables:
                           criterion=st.get("criterion"), init=st.get("init"), steps=st["sampler"]["steps"],
                           step_size=st["sampler"]["step_size"], sigma=st["sampler"]["sigma"],
                           normalize_grad=st["sampler"].get("normalize_grad"),
-                          min_bin=st["sampler"].get("drift_min_bin", 0), params=st.get("params"),
+                          min_bin=st["sampler"].get("drift_min_bin", 0),
+                          noise_level_max=st["sampler"].get("noise_level_max"), params=st.get("params"),
                           weights="/".join(f"{e['weight']:g}" for e in st["experts"]) if st.get("experts") else None)
         for part, base in ((rec.dev, baseline.dev), (rec.eval, baseline.eval)):
             if part is None:  # refinement cost on its own, and the whole system's (Tacotron 2 + Langevin)

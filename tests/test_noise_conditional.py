@@ -217,10 +217,10 @@ def test_stage_6_decodes_a_noise_conditional_ebm_with_the_recipe_config_and_refu
             np.save(tmp_path / f"{k}.npy", (np.random.default_rng(n).normal(size=(n, 8)) - 3).astype(np.float32))
             f.write(f"{k} {tmp_path / f'{k}.npy'}\n")
 
-    def decode(config, out):
+    def decode(config, out, *extra):
         argv = ["--model_file", str(tmp_path / "model.pth"), "--train_config", str(tmp_path / "config.yaml"),
                 "--config", str(config), "--steps", "4", "--text", str(tmp_path / "text"),
-                "--init_scp", str(tmp_path / "feats.scp"), "--output_dir", str(out)]
+                "--init_scp", str(tmp_path / "feats.scp"), "--output_dir", str(out), *extra]
         try:
             langevin_decode.run(langevin_decode.main, argv)
         except SystemExit as e:
@@ -235,6 +235,10 @@ def test_stage_6_decodes_a_noise_conditional_ebm_with_the_recipe_config_and_refu
     scp = dict(line.split() for line in (tmp_path / "annealed/denorm/feats.scp").read_text().splitlines())
     refined = np.load(scp["u2"])
     assert refined.shape == init.shape and np.isfinite(refined).all() and not np.allclose(refined, init)
+    # stage 6's sweep over the starting level (--ebm_decode_noise_level_maxs) overrides the config's
+    assert decode(conf_dir / "decode_ebm_annealed.yaml", tmp_path / "from03", "--noise_level_max", "0.3") == 0
+    settings = yaml.safe_load((tmp_path / "from03/settings.yaml").read_text())
+    assert settings["sampler"]["noise_level_max"] == 0.3 and settings["sampler"]["steps"] == 4
     capsys.readouterr()
     assert decode(conf_dir / "decode_ebm_score.yaml", tmp_path / "plain") != 0
     err = capsys.readouterr().err

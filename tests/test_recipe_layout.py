@@ -33,7 +33,8 @@ def test_recipe_has_the_shared_pieces(recipe):
 @pytest.mark.parametrize("recipe", RECIPES, ids=[r.parent.name for r in RECIPES])
 def test_search_grid_names_existing_configs(recipe):
     """Each line of conf/search.txt: train config, decode config, then steps, lambdas and sigmas as number lists;
-    optional drift_min_bin=LIST (mel bin indices); an optional last field composes experts whose configs exist and are
+    optional drift_min_bin=LIST (mel bin indices) and noise_level_max=LIST (an annealed decode config's starting
+    levels); an optional last field composes experts whose configs exist and are
     trained by an earlier line."""
     lines = [line.split() for line in (recipe / "conf/search.txt").read_text().splitlines()
              if line.strip() and not line.lstrip().startswith("#")]
@@ -42,6 +43,10 @@ def test_search_grid_names_existing_configs(recipe):
         assert not [f for f in fields if f.startswith("minbin=")], f"{recipe.name}: the old name, say drift_min_bin="
         for extra in [f for f in fields[5:] if f.startswith("drift_min_bin=")]:
             assert all(0 <= int(v) < 80 for v in extra[len("drift_min_bin="):].split(",")), f"{recipe.name}: {fields}"
+            fields.remove(extra)
+        for extra in [f for f in fields[5:] if f.startswith("noise_level_max=")]:
+            assert all(float(v) > 0 for v in extra[len("noise_level_max="):].split(",")), f"{recipe.name}: {fields}"
+            assert "noise_level_max" in (recipe / fields[1]).read_text(), f"{recipe.name}: {fields[1]} is not annealed"
             fields.remove(extra)
         assert len(fields) in (5, 6), f"{recipe.name}: {fields}"
         assert (recipe / fields[0]).is_file() and (recipe / fields[1]).is_file(), f"{recipe.name}: {fields}"

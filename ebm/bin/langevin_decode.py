@@ -45,12 +45,18 @@ def get_parser():
     p.add_argument("--step_size", type=float, default=None, help="overrides the config's step_size")
     p.add_argument("--sigma", type=float, default=None, help="overrides the config's sigma")
     p.add_argument("--drift_min_bin", type=int, default=None, help="overrides the config's drift_min_bin")
+    p.add_argument("--noise_level_max", type=float, default=None,
+                   help="overrides the config's noise_level_max (where an annealed chain starts)")
     p.add_argument("--init_name", default=None, help="what the initial hypotheses are (settings.yaml)")
     p.add_argument("--ngpu", type=int, default=0)
     p.add_argument("--weight", type=float, default=1.0, help="this EBM's weight in a product of experts")
     p.add_argument("--expert", nargs=3, action="append", default=[], metavar=("TRAIN_CONFIG", "MODEL_FILE", "WEIGHT"),
                    help="another EBM whose weighted energy is added (repeatable); same tokens and statistics")
     return p
+
+
+#: The sampler options the command line sets over the decode config (stage 6's sweeps).
+OVERRIDES = ("steps", "step_size", "sigma", "drift_min_bin", "noise_level_max")
 
 
 def _criterion(train_args):
@@ -95,7 +101,7 @@ def load_experts(args, model, train_args, device):
 def settings_options(args):
     """Fill ``args`` from ``--settings``: the options that made an earlier decode (its settings.yaml, as
     :func:`describe` wrote it). Returns the sampler's config dict (with ``batch_size``)."""
-    keys = ("config", "steps", "step_size", "sigma", "drift_min_bin")
+    keys = ("config",) + OVERRIDES
     given = [f"--{k}" for k in keys if getattr(args, k) is not None]
     given += ["--expert"] * bool(args.expert) + ["--weight"] * (args.weight != 1.0)
     if given:
@@ -170,15 +176,14 @@ def main(argv=None):
         record_every = config_number("record_every", conf.pop("record_every", 1))
     except ValueError as e:
         raise EbmError(f"{args.config}: {e}; fix the value") from None
-    overrides = ("steps", "step_size", "sigma", "drift_min_bin")  # the sampler options the command line sets
-    for key in overrides:
+    for key in OVERRIDES:
         if getattr(args, key) is not None:
             conf[key] = getattr(args, key)
     try:
         sampler = langevin_from_config(conf)
     except ValueError as e:  # a bad value in the decode config or on the command line
         raise EbmError(f"{e} (decode config {args.settings or args.config or '-'} and the command line's "
-                       f"{'/'.join('--' + k for k in overrides)}); fix the value") from None
+                       f"{'/'.join('--' + k for k in OVERRIDES)}); fix the value") from None
 
     with contextlib.redirect_stdout(io.StringIO()):  # espnet prints import notices on stdout
         from espnet2.fileio.npy_scp import NpyScpReader, NpyScpWriter

@@ -109,14 +109,14 @@ def write_search_log(records, best_by_exp, base, path):
     """One row per EBM setting tried, dev numbers only (eval never takes part in the choice)."""
     knobs = {exp: training_knobs(exp) for exp in {r.exp for r in records}}
     cols = ["exp", "criteria", "negatives", "pooling", "spectral_norm", "lr", "max_epoch", "init", "steps", "lambda",
-            "sigma", "normalize_grad", "min_bin", "dev_mcd", "dev_log_f0_rmse", "dev_vde", "dev_gpe", "dev_ffe",
+            "sigma", "normalize_grad", "min_bin", "noise_level_max", "dev_mcd", "dev_log_f0_rmse", "dev_vde", "dev_gpe", "dev_ffe",
             "dev_predicted_mos", "dev_mel_distance", "dev_mcd_silence_share", "dev_rtf", "passes_on_dev",
             "chosen_on_dev"]
     lines = ["\t".join(cols)]
     for r in sorted(records, key=lambda r: (r.exp, r.dev.mcd)):
         k = knobs[r.exp] or {"criteria": r.criterion or "-"}  # a product of experts has no config.yaml
         vals = [os.path.basename(r.exp)] + [k.get(c, "-") for c in cols[1:7]] + [
-            r.init, r.steps, r.step_size, r.sigma, r.normalize_grad, r.min_bin] + [
+            r.init, r.steps, r.step_size, r.sigma, r.normalize_grad, r.min_bin, fmt(r.noise_level_max, 2)] + [
             fmt(r.dev.get(m), 4) for m in ("mcd", "log_f0_rmse", "vde", "gpe", "ffe", "predicted_mos",
                                            "mel_distance", "mcd_silence_share", "rtf")] + [
             passes_on_dev(r, base), best_by_exp[r.exp] is r]
@@ -162,11 +162,12 @@ def plots(records, base, gt, best_by_exp, args):
     groups = {}
     for r in records:
         name = os.path.basename(r.exp) + (f" w={r.weights}" if r.weights else "")
-        groups.setdefault((name, r.step_size, r.sigma, r.min_bin or 0), []).append(r)
-    for n, ((exp, lam, sig, min_bin), rs) in enumerate(sorted(groups.items(), key=lambda kv: str(kv[0]))):
+        groups.setdefault((name, r.step_size, r.sigma, r.min_bin or 0, r.noise_level_max), []).append(r)
+    for n, ((exp, lam, sig, min_bin, level), rs) in enumerate(sorted(groups.items(), key=lambda kv: str(kv[0]))):
         rs = sorted(rs, key=lambda r: r.steps)
         xs = [max(r.steps, 0.5) for r in rs]
-        label = f"{exp} lambda={lam} sigma={sig}" + (f" min_bin={min_bin}" if min_bin else "")
+        label = (f"{exp} lambda={lam} sigma={sig}" + (f" min_bin={min_bin}" if min_bin else "")
+                 + (f" from level {level:g}" if level is not None else ""))
         color = f"C{n % 10}"  # one colour per setting in every panel
         axes[0].plot(xs, [r.dev.mcd for r in rs], "o--", color=color, alpha=0.5, label=f"{label} (dev)")
         ev = [(x, r.eval) for x, r in zip(xs, rs) if r.eval is not None]  # dev-only search settings: no eval
@@ -273,13 +274,13 @@ def main(argv=None):
     figures = plots(records, base, gt, best_by_exp, args) if records else []
 
     cols = ["mcd", "log_f0_rmse", "vde", "gpe", "ffe"]
-    head = ("| system | criterion | init | steps | lambda | sigma | min bin | dev MCD | eval MCD | eval log-F0 RMSE | "
-            "eval VDE | eval GPE | eval FFE | eval RTF | params |\n|" + "---|" * 15 + "\n")
+    head = ("| system | criterion | init | steps | lambda | sigma | min bin | start level | dev MCD | eval MCD | "
+            "eval log-F0 RMSE | eval VDE | eval GPE | eval FFE | eval RTF | params |\n|" + "---|" * 16 + "\n")
 
     def row(r, name):
         e = r.eval or {}
         return (f"| {name} | {r.criterion or '-'} | {r.init or '-'} | {fmt(r.steps)} | "
-                f"{fmt(r.step_size, 4)} | {fmt(r.sigma, 2)} | {fmt(r.min_bin)} | "
+                f"{fmt(r.step_size, 4)} | {fmt(r.sigma, 2)} | {fmt(r.min_bin)} | {fmt(r.noise_level_max, 2)} | "
                 f"{fmt(r.dev.mcd)} | "
                 + " | ".join(fmt(e.get(c), 3 if c == "mcd" else 4) for c in cols)
                 + f" | {fmt(e.get('rtf'), 3)} | {fmt(r.params)} |\n")
@@ -321,6 +322,7 @@ def main(argv=None):
         md.append(f"- `{os.path.basename(exp)}` ({best.criterion}; {_steps(best.steps)}, lambda "
                   f"{best.step_size}, sigma {best.sigma}, "
                   + (f"drift from mel bin {best.min_bin}, " if best.min_bin else "")
+                  + (f"annealed from noise level {best.noise_level_max:g}, " if best.noise_level_max else "")
                   + f"from {best.init}{how}): {verdicts[exp].text}\n")
     if ctl is not None and ctl.eval is not None:
         e, b = ctl.eval, base.eval
@@ -332,7 +334,8 @@ def main(argv=None):
     for c in sorted(controls, key=lambda c: c.scale or 0):
         name = f"Tacotron 2 + {c.criterion} (control)"
         named.append((c, f"**{name}**" if chosen_on_dev(c) else name))
-    for r in sorted(records, key=lambda r: (r.exp, r.step_size, r.sigma, r.min_bin or 0, r.steps)):
+    for r in sorted(records, key=lambda r: (r.exp, r.step_size, r.sigma, r.min_bin or 0, r.noise_level_max or 0,
+                                            r.steps)):
         name = f"EBM `{os.path.basename(r.exp)}`"
         named.append((r, f"**{name}**" if chosen_on_dev(r) else name))
     md += ["\n## All systems\n\n", head] + [row(r, name) for r, name in named]
@@ -352,8 +355,8 @@ def main(argv=None):
     extra = {id(best): v.eval_extra() for best, v in ((best_by_exp[exp], v) for exp, v in verdicts.items())}
 
     def js(r):
-        out = {k: getattr(r, k) for k in ("system", "criterion", "init", "steps", "sigma", "min_bin", "params",
-                                          "scale")}
+        out = {k: getattr(r, k) for k in ("system", "criterion", "init", "steps", "sigma", "min_bin",
+                                          "noise_level_max", "params", "scale")}
         out["lambda"] = r.step_size
         out["exp"] = os.path.basename(r.exp) if r.exp and r.system == "ebm" else None
         out["decode"] = os.path.basename(os.path.normpath(r.dir)) if r.exp else None

@@ -10,7 +10,8 @@
 #            settings.yaml (stage 6 with --ebm_decode_like), and score it (stage 7): RESULTS.md's verdict
 # The grid file has one line per grid: train config, decode config, then comma-separated steps, lambdas, sigmas
 # (an EBM may have several lines). Optional further fields: drift_min_bin=LIST sweeps the first mel bin the drift
-# moves (e.g. drift_min_bin=0,40; the old spelling minbin= works too); OWN_WEIGHT+EXPERT_TRAIN_CONFIG:WEIGHT[+...]
+# moves (e.g. drift_min_bin=0,40; the old spelling minbin= works too); noise_level_max=LIST sweeps where an
+# annealed chain starts (noise-conditional EBMs, e.g. noise_level_max=0.3,0.6); OWN_WEIGHT+EXPERT_TRAIN_CONFIG:WEIGHT[+...]
 # decodes a product of experts instead of the EBM alone, e.g. 0.7+conf/tuning/train_ebm_score_tffr.yaml:0.3; each
 # expert must be trained by an earlier line.
 # Every other option goes to run.sh unchanged (e.g. --vocoder_file, --nj).
@@ -57,28 +58,32 @@ poe_opts() {
     echo "${field%%+*}|${experts# }|${names}"
 }
 
-# A grid line -> train decode steps lambdas sigmas poe minbin (the optional fields empty when absent).
+# A grid line -> train decode steps lambdas sigmas poe minbin nlmax (the optional fields empty when absent).
 parse_line() {
     local field fields
     read -r train decode steps lambdas sigmas fields <<< "$1"
-    poe=""; minbin=""
+    poe=""; minbin=""; nlmax=""
     [ -n "${sigmas}" ] || die "${grid}: expected at least 5 fields, got: $1"
     for field in ${fields}; do
         case "${field}" in
             drift_min_bin=*) minbin=${field#drift_min_bin=} ;;
             minbin=*) minbin=${field#minbin=} ;;
+            noise_level_max=*) nlmax=${field#noise_level_max=} ;;
             *) [ -z "${poe}" ] || die "${grid}: one product of experts per line, got: $1"; poe=${field} ;;
         esac
     done
 }
 
-# The grid without comments: "train_config decode_config steps lambdas sigmas [drift_min_bin=LIST] [experts]".
+# The grid without comments: "train_config decode_config steps lambdas sigmas [drift_min_bin=LIST]
+# [noise_level_max=LIST] [experts]".
 mapfile -t lines < <(grep -v '^[[:space:]]*\(#\|$\)' "${grid}")
 [ ${#lines[@]} -gt 0 ] || die "${grid} has no grid lines"
 for line in "${lines[@]}"; do
     parse_line "${line}"
     [ -z "${minbin}" ] || [[ "${minbin}" =~ ^[0-9]+(,[0-9]+)*$ ]] \
         || die "${grid}: drift_min_bin= takes comma-separated mel bin indices, got: ${minbin}"
+    [ -z "${nlmax}" ] || [[ "${nlmax}" =~ ^[0-9.]+(,[0-9.]+)*$ ]] \
+        || die "${grid}: noise_level_max= takes comma-separated noise levels, got: ${nlmax}"
     [ -f "${train}" ] || die "${grid}: ${train} does not exist"
     [ -f "${decode}" ] || die "${grid}: ${decode} does not exist"
     if [ -n "${poe}" ]; then
@@ -98,10 +103,11 @@ if [ "${stage}" -le 1 ] && [ "${stop_stage}" -ge 1 ]; then
             IFS='|' read -r weight experts _ <<< "$(poe_opts "${train}" "${poe}")"
             _poe=(--ebm_weight "${weight}" --ebm_experts "${experts}")
         fi
-        log "Search stage 1: ${train}${poe:+ with experts ${poe}} (decode ${decode}; steps ${steps}; lambda ${lambdas}; sigma ${sigmas}${minbin:+; drift_min_bin ${minbin}}) on ${dev_set}"
+        log "Search stage 1: ${train}${poe:+ with experts ${poe}} (decode ${decode}; steps ${steps}; lambda ${lambdas}; sigma ${sigmas}${minbin:+; drift_min_bin ${minbin}}${nlmax:+; noise_level_max ${nlmax}}) on ${dev_set}"
         ./run.sh --stage 5 --stop_stage 6 --ebm_config "${train}" --ebm_inference_config "${decode}" \
             --ebm_decode_steps "${steps//,/ }" --ebm_decode_step_sizes "${lambdas//,/ }" \
             --ebm_decode_sigmas "${sigmas//,/ }" --ebm_decode_drift_min_bins "${minbin//,/ }" \
+            --ebm_decode_noise_level_maxs "${nlmax//,/ }" \
             --ebm_decode_sets "${dev_set}" "${_poe[@]}" "${run_opts[@]}"
     done
 fi

@@ -120,6 +120,8 @@ ebm_decode_step_sizes=""  # sweep: ... and per lambda (e.g. "0.01 0.1"); empty: 
 ebm_decode_sigmas=""      # sweep: ... and per noise scale sigma (e.g. "0 1"; 1 = the paper's rule); empty: the config's
 ebm_decode_drift_min_bins=""  # sweep: ... and per first mel bin the drift moves (drift_min_bin, e.g. "0 40"); empty: the config's
 ebm_decode_min_bins=""    # old name of --ebm_decode_drift_min_bins (accepted with a warning)
+ebm_decode_noise_level_maxs=""  # sweep: ... and per starting noise level of an annealed chain (noise-conditional
+                          # EBMs, e.g. "0.3 0.6 1.0"); empty: the config's
 ebm_decode_like=""        # DECODE_DIR of an earlier stage 6: decode the sets with its settings (DECODE_DIR/settings.yaml:
                           # sampler, EBM, experts) into DECODE_DIR/<set>, instead of the sweep above
 ebm_decode_sets=""        # sets stage 6 decodes; empty: dev and eval (search.sh decodes dev only, then eval at its choice)
@@ -152,7 +154,7 @@ Options (--name value; dashes or underscores):
   --ebm_config FILE   --ebm_args "..."   --ebm_streams "${ebm_streams}"   --ebm_train_hyps N
   --ebm_inference_config FILE   --ebm_inference_model ${ebm_inference_model}   --ebm_init ${ebm_init}
   --ebm_decode_steps "1 10 100 300"   --ebm_decode_step_sizes "0.01 0.1"   --ebm_decode_sigmas "0 1"
-  --ebm_decode_drift_min_bins "0 40"   --ebm_decode_sets "dev"   --ebm_decode_like DECODE_DIR   --ebm_experts "exp/ebm_other:0.3" --ebm_weight 0.7
+  --ebm_decode_drift_min_bins "0 40"   --ebm_decode_noise_level_maxs "0.3 0.6"   --ebm_decode_sets "dev"   --ebm_decode_like DECODE_DIR   --ebm_experts "exp/ebm_other:0.3" --ebm_weight 0.7
   --vocoder_file PKL (default: Griffin-Lim)   --f0min ${f0min} --f0max ${f0max}   --eval_ebm_decodes "DIR..."
   --gv_scales "${gv_scales}" (variance-scaled Tacotron 2, the control; "" for none)   --eval_every_setting ${eval_every_setting}
   --results ${results}
@@ -534,11 +536,13 @@ if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
         for _lambda in ${ebm_decode_step_sizes:-config}; do
             for _sigma in ${ebm_decode_sigmas:-config}; do
               for _minbin in ${ebm_decode_drift_min_bins:-config}; do
+               for _nlmax in ${ebm_decode_noise_level_maxs:-config}; do
                 _tag=langevin; _opt=""
                 [ "${_steps}" = config ] || { _tag+=_steps${_steps}; _opt+=" --steps ${_steps}"; }
                 [ "${_lambda}" = config ] || { _tag+=_lambda${_lambda}; _opt+=" --step_size ${_lambda}"; }
                 [ "${_sigma}" = config ] || { _tag+=_sigma${_sigma}; _opt+=" --sigma ${_sigma}"; }
                 [ "${_minbin}" = config ] || { _tag+=_minbin${_minbin}; _opt+=" --drift_min_bin ${_minbin}"; }
+                [ "${_nlmax}" = config ] || { _tag+=_nlmax${_nlmax}; _opt+=" --noise_level_max ${_nlmax}"; }
                 _tag+=${_poe_tag}; _opt+=" ${_poe_opt}"
                 for dset in ${ebm_decode_sets:-${dev_set} ${eval_sets}}; do
                     # shellcheck disable=SC2086
@@ -546,6 +550,7 @@ if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
                         --model_file "${ebm_exp}/${ebm_inference_model}" --train_config "${ebm_exp}/config.yaml" \
                         ${ebm_inference_config:+--config "${ebm_inference_config}"} ${_opt}
                 done
+               done
               done
             done
         done

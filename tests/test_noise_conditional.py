@@ -230,15 +230,15 @@ def test_stage_6_decodes_a_noise_conditional_ebm_with_the_recipe_config_and_refu
     conf_dir = Path(__file__).resolve().parents[1] / "egs/mini_espeak/tts1/conf"
     assert decode(conf_dir / "decode_ebm_annealed.yaml", tmp_path / "annealed") == 0
     settings = yaml.safe_load((tmp_path / "annealed/settings.yaml").read_text())
-    assert settings["sampler"]["noise_level_max"] == 0.6 and settings["sampler"]["denoise_final"] is True
+    assert settings["sampler"]["noise_level_max"] == 0.3 and settings["sampler"]["denoise_final"] is True
     init = np.load(tmp_path / "u2.npy")
     scp = dict(line.split() for line in (tmp_path / "annealed/denorm/feats.scp").read_text().splitlines())
     refined = np.load(scp["u2"])
     assert refined.shape == init.shape and np.isfinite(refined).all() and not np.allclose(refined, init)
     # stage 6's sweep over the starting level (--ebm_decode_noise_level_maxs) overrides the config's
-    assert decode(conf_dir / "decode_ebm_annealed.yaml", tmp_path / "from03", "--noise_level_max", "0.3") == 0
+    assert decode(conf_dir / "decode_ebm_annealed.yaml", tmp_path / "from02", "--noise_level_max", "0.2") == 0
     settings = yaml.safe_load((tmp_path / "from03/settings.yaml").read_text())
-    assert settings["sampler"]["noise_level_max"] == 0.3 and settings["sampler"]["steps"] == 4
+    assert settings["sampler"]["noise_level_max"] == 0.2 and settings["sampler"]["steps"] == 4
     capsys.readouterr()
     assert decode(conf_dir / "decode_ebm_score.yaml", tmp_path / "plain") != 0
     err = capsys.readouterr().err

@@ -237,7 +237,7 @@ def test_stage_6_decodes_a_noise_conditional_ebm_with_the_recipe_config_and_refu
     assert refined.shape == init.shape and np.isfinite(refined).all() and not np.allclose(refined, init)
     # stage 6's sweep over the starting level (--ebm_decode_noise_level_maxs) overrides the config's
     assert decode(conf_dir / "decode_ebm_annealed.yaml", tmp_path / "from02", "--noise_level_max", "0.2") == 0
-    settings = yaml.safe_load((tmp_path / "from03/settings.yaml").read_text())
+    settings = yaml.safe_load((tmp_path / "from02/settings.yaml").read_text())
     assert settings["sampler"]["noise_level_max"] == 0.2 and settings["sampler"]["steps"] == 4
     capsys.readouterr()
     assert decode(conf_dir / "decode_ebm_score.yaml", tmp_path / "plain") != 0

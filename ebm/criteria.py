@@ -396,7 +396,7 @@ class CombinedCriterion(nn.Module):
         return any(isinstance(m, AbsScoreCriterion) for m in self.members.values())
 
     @property
-    def noise_conditional(self) -> List[str]:
+    def noise_conditional_labels(self) -> List[str]:
         """Labels of the members that give the network their hypotheses' noise levels."""
         return [label for label, m in self.members.items() if getattr(m, "noise_conditional", False)]
 

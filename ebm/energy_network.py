@@ -315,6 +315,12 @@ class EnergyNetwork(nn.Module):
                 f"noise_conditional={self.noise_conditional}")
 
 
+def noise_kwargs(sigma) -> dict:
+    """``{"sigma": sigma}``, or ``{}`` for None: the keyword that tells an energy network its input's noise level,
+    passed only when there is one, so that energies without a noise input are called as before."""
+    return {} if sigma is None else {"sigma": sigma}
+
+
 #: Sinusoidal features of log(sigma) / 4 at octave frequencies 1 .. 2^(n-1): the slowest is monotonic over the
 #: decades a schedule spans, the fastest turns once per factor 2.2 in sigma, so nearby levels get nearby
 #: embeddings and share what they learn.
@@ -329,5 +335,5 @@ def noise_features(sigma: torch.Tensor) -> torch.Tensor:
 
 
 __all__ = ["EnergyNetwork", "ConvFeatureEnhancement", "count_parameters", "valid_mask", "noise_features",
-           "ACTIVATIONS", "NOISE_FREQUENCIES", "POOLINGS"]
+           "noise_kwargs", "ACTIVATIONS", "NOISE_FREQUENCIES", "POOLINGS"]
 

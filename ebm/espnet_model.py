@@ -31,7 +31,7 @@ from espnet2.torch_utils.device_funcs import force_gatherable
 
 from ebm.alignment import dtw_warped_reference
 from ebm.criteria import CombinedCriterion
-from ebm.energy_network import valid_mask
+from ebm.energy_network import noise_kwargs, valid_mask
 from ebm.langevin import LangevinSampler, langevin_step
 from ebm.negative_samplers import MixedSampler
 
@@ -75,7 +75,7 @@ class ESPnetEBMModel(AbsESPnetModel):
         self.energy_network = energy_network
         self.criterion = CombinedCriterion(list(criteria))
         self.noise_conditional = bool(getattr(energy_network, "noise_conditional", False))
-        told = self.criterion.noise_conditional
+        told = self.criterion.noise_conditional_labels
         if self.noise_conditional and (self.criterion.needs_energies or len(told) != len(self.criterion.members)):
             raise ValueError("a noise-conditional energy network needs the noise level of every input it is trained "
                              "on: train it with dsm criteria that have noise_conditional: true, and nothing else")
@@ -136,8 +136,8 @@ class ESPnetEBMModel(AbsESPnetModel):
         net = self.energy_network
 
         def score_fn(y, lengths, sigma=None):
-            noise = {} if sigma is None else {"sigma": sigma}
-            return net.energy_and_grad(text, text_lengths, y, lengths, create_graph=self.training, **noise)[1]
+            return net.energy_and_grad(text, text_lengths, y, lengths, create_graph=self.training,
+                                       **noise_kwargs(sigma))[1]
 
         e_pos = e_neg = None
         if self.sampler is not None:
@@ -203,7 +203,7 @@ class ESPnetEBMModel(AbsESPnetModel):
 
         d0 = dist(y)
         grad_norm = 0.0
-        noise = {} if self.refine_noise_level is None else {"sigma": self.refine_noise_level}
+        noise = noise_kwargs(self.refine_noise_level)
         for _ in range(self.refine_steps):
             _, g = self.energy_network.energy_and_grad(text, text_lengths, y, lengths, **noise)
             grad_norm = float(((g * mask).pow(2).sum() / frames).sqrt())

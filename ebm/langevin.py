@@ -44,7 +44,7 @@ from typing import List, NamedTuple, Optional
 import torch
 from torch import nn
 
-from ebm.energy_network import valid_mask
+from ebm.energy_network import noise_kwargs, valid_mask
 
 _EPS = 1e-12
 
@@ -276,14 +276,19 @@ class LangevinSampler:
                              normalize_grad=self.normalize_grad, grad_frame_clip=self.grad_frame_clip,
                              drift_min_bin=self.drift_min_bin, update_clip=self.update_clip, generator=generator)
 
-    def run(self, energy_network, text: torch.Tensor, text_lengths: torch.Tensor, init: torch.Tensor,
-            init_lengths: torch.Tensor, record_every: int = 1) -> LangevinResult:
-        """Run the chains from ``init`` (B,T,D), each for ``steps`` steps unless it stops early."""
+    def check_network(self, energy_network) -> None:
+        """ValueError unless this sampler anneals exactly when ``energy_network`` reads a noise level."""
         conditional = bool(getattr(energy_network, "noise_conditional", False))
         if conditional != self.annealed:
             raise ValueError("a noise-conditional energy network needs noise_level_max and noise_level_min in the "
-                             "decode config" if conditional else "noise_level_max/noise_level_min are for a "
-                             "noise-conditional energy network; this one has no noise input")
+                             "decode config (annealed Langevin)" if conditional else "noise_level_max/"
+                             "noise_level_min are for a noise-conditional energy network; this one has no noise "
+                             "input: drop them from the decode config")
+
+    def run(self, energy_network, text: torch.Tensor, text_lengths: torch.Tensor, init: torch.Tensor,
+            init_lengths: torch.Tensor, record_every: int = 1) -> LangevinResult:
+        """Run the chains from ``init`` (B,T,D), each for ``steps`` steps unless it stops early."""
+        self.check_network(energy_network)
         rec_steps = self.record_steps(record_every)
         B, T, _ = init.shape
         device, dtype = init.device, init.dtype
@@ -299,7 +304,7 @@ class LangevinSampler:
         cache = {}
 
         def evaluate(feats, active, n):
-            noise = {} if not self.annealed else {"sigma": self.level(n)}
+            noise = noise_kwargs(self.level(n))
             if bool(active.all()):
                 return energy_network.energy_and_grad(text, text_lengths, feats, lengths, **noise)
             if "idx" not in cache:

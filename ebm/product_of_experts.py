@@ -15,6 +15,8 @@ from typing import Sequence, Tuple
 import torch
 from torch import nn
 
+from ebm.energy_network import noise_kwargs
+
 
 class ProductOfExperts(nn.Module):
     """``sum_k weights[k] * networks[k]`` as one energy network (energies (B,) and gradients (B,T,D))."""
@@ -40,16 +42,15 @@ class ProductOfExperts(nn.Module):
         return bool(getattr(self.networks[0], "noise_conditional", False))
 
     def forward(self, text, text_lengths, feats, feats_lengths, sigma=None) -> torch.Tensor:
-        noise = {} if sigma is None else {"sigma": sigma}
-        return sum(w * net(text, text_lengths, feats, feats_lengths, **noise)
+        return sum(w * net(text, text_lengths, feats, feats_lengths, **noise_kwargs(sigma))
                    for w, net in zip(self.weights, self.networks))
 
     def energy_and_grad(self, text, text_lengths, feats, feats_lengths, create_graph: bool = False,
                         sigma=None) -> Tuple[torch.Tensor, torch.Tensor]:
-        noise = {} if sigma is None else {"sigma": sigma}
         energy, grad = None, None
         for w, net in zip(self.weights, self.networks):
-            e, g = net.energy_and_grad(text, text_lengths, feats, feats_lengths, create_graph=create_graph, **noise)
+            e, g = net.energy_and_grad(text, text_lengths, feats, feats_lengths, create_graph=create_graph,
+                                       **noise_kwargs(sigma))
             energy = w * e if energy is None else energy + w * e
             grad = w * g if grad is None else grad + w * g
         return energy, grad

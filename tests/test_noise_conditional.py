@@ -83,7 +83,7 @@ def test_dsm_gives_a_noise_conditional_network_the_level_of_each_hypothesis():
     assert seen["sigma"].shape == (3,) and bool(((seen["sigma"] >= 0.1) & (seen["sigma"] <= 1.0)).all())
     assert float(loss) < 1e-8
     comb = CombinedCriterion([{"name": "dsm", "conf": {"target": "score", "noise_conditional": True}}])
-    assert comb.noise_conditional == ["dsm"]
+    assert comb.noise_conditional_labels == ["dsm"]
 
 
 def test_the_model_refuses_criteria_that_do_not_tell_a_noise_conditional_network_its_level():

@@ -193,14 +193,11 @@ def main(argv=None):
     model, train_args = EBMTask.build_model_from_file(args.train_config, args.model_file, device)
     model.eval()
     energy, experts = load_experts(args, model, train_args, device)
-    conditional = bool(getattr(energy, "noise_conditional", False))
-    if conditional != sampler.annealed:
-        raise EbmError(
-            f"{args.train_config} trains a noise-conditional energy network: its decode config "
-            f"{args.config or args.settings or '(none)'} must set noise_level_max and noise_level_min (annealed "
-            "Langevin; see conf/decode_ebm_annealed.yaml)" if conditional else
-            f"the decode config {args.config or args.settings or '(none)'} sets noise_level_max/noise_level_min, "
-            f"but {args.train_config} trains an energy network without a noise input; drop them")
+    try:
+        sampler.check_network(energy)
+    except ValueError as e:
+        raise EbmError(f"{e} (model {args.train_config}, decode config {args.config or args.settings or '(none)'}; "
+                       "an annealed one: conf/decode_ebm_annealed.yaml)") from None
     preprocess = EBMTask.build_preprocess_fn(train_args, False)
     texts = dict(read_scp(args.text))
     inits = NpyScpReader(args.init_scp)

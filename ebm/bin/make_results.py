@@ -109,9 +109,9 @@ def write_search_log(records, best_by_exp, base, path):
     """One row per EBM setting tried, dev numbers only (eval never takes part in the choice)."""
     knobs = {exp: training_knobs(exp) for exp in {r.exp for r in records}}
     cols = ["exp", "criteria", "negatives", "pooling", "spectral_norm", "lr", "max_epoch", "init", "steps", "lambda",
-            "sigma", "normalize_grad", "min_bin", "noise_level_max", "dev_mcd", "dev_log_f0_rmse", "dev_vde", "dev_gpe", "dev_ffe",
-            "dev_predicted_mos", "dev_mel_distance", "dev_mcd_silence_share", "dev_rtf", "passes_on_dev",
-            "chosen_on_dev"]
+            "sigma", "normalize_grad", "min_bin", "noise_level_max", "dev_mcd", "dev_log_f0_rmse", "dev_vde",
+            "dev_gpe", "dev_ffe", "dev_predicted_mos", "dev_mel_distance", "dev_mcd_silence_share", "dev_rtf",
+            "passes_on_dev", "chosen_on_dev"]
     lines = ["\t".join(cols)]
     for r in sorted(records, key=lambda r: (r.exp, r.dev.mcd)):
         k = knobs[r.exp] or {"criteria": r.criterion or "-"}  # a product of experts has no config.yaml

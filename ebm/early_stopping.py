@@ -4,8 +4,15 @@ Baselines are trained to convergence by ESPnet's own rule (``patience`` epochs w
 ``max_epoch`` only as a cap. ESPnet's trainer re-checks the rule only after training another epoch, so a resumed
 run that had already stopped would train one more epoch each time the stage is re-run. The recipe asks here
 first, from the reporter state that ESPnet keeps in ``checkpoint.pth``, and skips a training that is done.
+
+The dev loss that the rule watches is teacher-forced: for Tacotron 2 it flattens into a noisy plateau while the
+free-running output, which is what gets compared, still improves. So stage 3 can train on past the rule's stop by
+a stated factor (``extend``): the rule fixes the epoch E where it first fired, and training goes on to
+``ceil(extend * E)`` epochs with the rule off. The first firing is recomputed from the dev-loss history, so the
+target does not move when the extension itself finds a better dev loss, or when a killed run is resumed.
 """
 
+import math
 import shlex
 from typing import NamedTuple, Optional, Sequence
 
@@ -17,11 +24,13 @@ class TrainingState(NamedTuple):
     epoch: int  # last finished epoch (0: none)
     best_epoch: Optional[int]  # by the early-stopping criterion, where it was reported
     reason: str  # one line for the log
+    extend_to: Optional[int] = None  # set while training on past the rule's stop: the epoch to reach
 
 
 def trainer_options(config_path: str, extra_args: str = "") -> dict:
     """``max_epoch``, ``patience`` and ``early_stopping_criterion`` as the trainer will see them: the config's
-    values, overridden by ``--max_epoch N`` / ``--patience N`` in the extra command-line options."""
+    values, overridden by ``--max_epoch N`` / ``--patience N`` / ``--early_stopping_criterion valid loss min`` in the
+    extra command-line options."""
     conf = read_yaml(config_path, "training config")
     opts = {"max_epoch": conf.get("max_epoch", 40), "patience": conf.get("patience"),
             "early_stopping_criterion": list(conf.get("early_stopping_criterion", ["valid", "loss", "min"]))}
@@ -35,20 +44,57 @@ def trainer_options(config_path: str, extra_args: str = "") -> dict:
                 value = word.split("=", 1)[1]
             if value is not None:
                 opts[key] = None if value.lower() in ("none", "null") else int(value)
+        if word == "--early_stopping_criterion" and i + 3 < len(words):  # ESPnet's three words: valid loss min
+            opts["early_stopping_criterion"] = words[i + 1:i + 4]
     return opts
 
 
-def state_of(reporter_state: dict, max_epoch: int, patience: Optional[int],
-             criterion: Sequence[str] = ("valid", "loss", "min")) -> TrainingState:
-    """The state of a training from ESPnet's reporter state (``{"epoch": N, "stats": {epoch: {key: {key2: v}}}}``)."""
-    epoch = int(reporter_state.get("epoch", 0))
+def _criterion_values(reporter_state: dict, criterion: Sequence[str]) -> dict:
+    key1, key2, _ = criterion
     stats = reporter_state.get("stats", {})
+    return {int(e): s[key1][key2] for e, s in stats.items() if key2 in s.get(key1, {})}
+
+
+def rule_epoch(reporter_state: dict, patience: Optional[int],
+               criterion: Sequence[str] = ("valid", "loss", "min")) -> Optional[int]:
+    """The first epoch at which ESPnet's rule (no better value for more than ``patience`` epochs) fired, judged as
+    the trainer judges it after each epoch, on the history up to that epoch; None if it never fired."""
+    if patience is None:
+        return None
+    values = _criterion_values(reporter_state, criterion)
+    better = (lambda a, b: a < b) if criterion[2] == "min" else (lambda a, b: a > b)
+    best = None
+    for e in sorted(values):
+        if best is None or better(values[e], values[best]):
+            best = e
+        if e - best > patience:
+            return e
+    return None
+
+
+def state_of(reporter_state: dict, max_epoch: int, patience: Optional[int],
+             criterion: Sequence[str] = ("valid", "loss", "min"), extend: float = 1.0) -> TrainingState:
+    """The state of a training from ESPnet's reporter state (``{"epoch": N, "stats": {epoch: {key: {key2: v}}}}``).
+
+    With ``extend`` > 1, a training that the rule stopped at epoch E is finished only at ``ceil(extend * E)``
+    epochs (at most ``max_epoch``); until then the state says how far to train (``extend_to``)."""
+    if extend < 1:
+        raise ValueError(f"extend must be at least 1 (1: stop where the rule fires), not {extend}")
+    epoch = int(reporter_state.get("epoch", 0))
     key1, key2, mode = criterion
-    values = {e: s[key1][key2] for e, s in stats.items() if key2 in s.get(key1, {})}
+    values = _criterion_values(reporter_state, criterion)
     best = None
     if values:
         pick = min if mode == "min" else max
         best = pick(sorted(values), key=lambda e: values[e])
+    fired = rule_epoch(reporter_state, patience, criterion) if extend > 1 else None
+    if fired is not None:
+        target = min(max_epoch, math.ceil(extend * fired))
+        said = (f"the early-stopping rule fired at epoch {fired} (patience {patience}); training on to "
+                f"{extend:g} x {fired} = epoch {target}" + (" (the max_epoch cap)" if target == max_epoch else ""))
+        if epoch >= target:
+            return TrainingState(True, epoch, best, f"finished: {said}; best {key1}.{key2} at epoch {best}")
+        return TrainingState(False, epoch, best, f"{said}: {epoch} of {target} epochs done", extend_to=target)
     if epoch >= max_epoch:
         return TrainingState(True, epoch, best, f"finished at the epoch cap max_epoch={max_epoch}"
                              + (f" (best {key1}.{key2} at epoch {best})" if best is not None else "")

@@ -136,7 +136,7 @@ def test_recipe_adopts_the_models_tokens_and_statistics(imported, zoo, tmp_path)
     assert abs(own["sum"] / own["count"] - want["sum"] / want["count"]).max() > 0.1
     # the shape files the EBM's sampler needs still come from this corpus
     assert len(read_ids(recipe / "exp/tts_stats_raw_char_tacotron/train/speech_shape")) == 10
-    assert (recipe / "exp/tts_imported/valid.loss.ave.pth").resolve() == (recipe / "exp/baseline_import/unpacked"
+    assert (recipe / "exp/tts_imported/train.loss.ave.pth").resolve() == (recipe / "exp/baseline_import/unpacked"
                                                                           / "exp/tts_tiny/valid.loss.ave.pth").resolve()
 
 

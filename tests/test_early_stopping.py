@@ -3,7 +3,7 @@
 import torch
 
 from conftest import run_module
-from ebm.early_stopping import state_of, trainer_options
+from ebm.early_stopping import rule_epoch, state_of, trainer_options
 
 
 def _reporter(losses):
@@ -35,6 +35,8 @@ def test_command_line_options_override_the_config(tmp_path):
     opts = trainer_options(conf, "--max_epoch 4 --num_iters_per_epoch 2 --patience=none")
     assert opts["max_epoch"] == 4 and opts["patience"] is None
     assert opts["early_stopping_criterion"] == ["valid", "loss", "min"]
+    opts = trainer_options(conf, "--early_stopping_criterion valid loss max --patience 0")
+    assert opts["early_stopping_criterion"] == ["valid", "loss", "max"] and opts["patience"] == 0
 
 
 def test_entry_point_reads_the_checkpoint(tmp_path):
@@ -50,3 +52,41 @@ def test_entry_point_reads_the_checkpoint(tmp_path):
     torch.save({"model": {}}, exp / "checkpoint.pth")
     proc = run_module("ebm.bin.training_state", "--exp", exp, "--config", conf)
     assert proc.returncode == 1 and "checkpoint.pth holds no trainer state" in proc.stderr
+
+
+def test_the_rule_fires_where_the_trainer_would_have_stopped():
+    # best 3 at epoch 3; epoch 6 is the first more than 2 epochs after it; the later, better 2.9 does not move it
+    losses = [5, 4, 3, 3.5, 3.4, 3.3, 2.9, 3.0]
+    assert rule_epoch(_reporter(losses), patience=2) == 6
+    assert rule_epoch(_reporter(losses[:5]), patience=2) is None
+    assert rule_epoch(_reporter(losses), patience=None) is None
+
+
+def test_extension_trains_on_to_the_stated_multiple_of_the_rule_epoch():
+    losses = [5, 4, 3, 3.5, 3.4, 3.3]  # the rule fires at epoch 6: 1.5 x 6 = 9
+    st = state_of(_reporter(losses), max_epoch=100, patience=2, extend=1.5)
+    assert not st.finished and st.extend_to == 9 and "epoch 9" in st.reason
+    # a better dev loss during the extension neither restarts the rule nor moves the target
+    st = state_of(_reporter(losses + [2.5, 2.6]), max_epoch=100, patience=2, extend=1.5)
+    assert not st.finished and st.extend_to == 9
+    st = state_of(_reporter(losses + [2.5, 2.6, 2.7]), max_epoch=100, patience=2, extend=1.5)
+    assert st.finished and st.extend_to is None and "finished" in st.reason and "best valid.loss at epoch 7" in st.reason
+    # the cap still bounds it, and says so
+    st = state_of(_reporter(losses), max_epoch=8, patience=2, extend=1.5)
+    assert st.extend_to == 8 and "max_epoch cap" in st.reason
+    # before the rule fires, the extension changes nothing
+    st = state_of(_reporter(losses[:5]), max_epoch=100, patience=2, extend=1.5)
+    assert not st.finished and st.extend_to is None
+
+
+def test_entry_point_prints_the_options_that_extend_the_training(tmp_path):
+    conf = tmp_path / "train.yaml"
+    conf.write_text("max_epoch: 500\npatience: 1\n")
+    exp = tmp_path / "exp"
+    exp.mkdir()
+    torch.save({"reporter": _reporter([3, 2, 2.5, 2.6])}, exp / "checkpoint.pth")  # fires at 4: on to 6
+    proc = run_module("ebm.bin.training_state", "--exp", exp, "--config", conf, "--extend", "1.5", check=True)
+    status, reason, more = proc.stdout.rstrip("\n").split("\t")
+    assert status == "continue" and "epoch 6" in reason and more == "--max_epoch 6 --patience none"
+    proc = run_module("ebm.bin.training_state", "--exp", exp, "--config", conf, "--extend", "0.5")
+    assert proc.returncode == 1 and "--extend 0.5" in proc.stderr

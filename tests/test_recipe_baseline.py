@@ -36,7 +36,7 @@ def recipe(tmp_path_factory):
 
 def test_training_wrote_an_espnet_model(recipe):
     exp = recipe / EXP
-    assert (exp / "valid.loss.ave.pth").exists() and (exp / "config.yaml").exists()
+    assert (exp / "train.loss.ave.pth").exists() and (exp / "config.yaml").exists()
     assert "# Ended (code 0)" in (exp / "train.log").read_text()
 
 
@@ -71,12 +71,34 @@ def test_failed_decodes_are_reported(recipe):
     assert (recipe / EXP / "decode_teacher_forced/eval1/length_report.txt").read_text() == ""
 
 
+def test_training_goes_on_past_the_rule_by_the_extension(recipe):
+    """The rule (here one that fires at once: the dev loss no higher than its highest, patience 0) stops training at
+    epoch E; --train_extend 2 trains on to 2E with the rule off; a re-run trains nothing."""
+    opts = ["--stage", "3", "--stop-stage", "3", *TINY, "--tts_exp", "exp/tts_extend", "--train_extend", "2",
+            "--train_args", "--max_epoch 20 --patience 0 --early_stopping_criterion valid loss max"]
+    proc = run_recipe(recipe, *opts)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    fired = re.search(r"the early-stopping rule fired at epoch (\d+) \(patience 0\); training on to 2 x \d+ = "
+                      r"epoch (\d+): (\d+) of", proc.stderr)
+    assert fired, proc.stderr[-3000:]
+    e, target = int(fired.group(1)), int(fired.group(2))
+    assert target == 2 * e and int(fired.group(3)) == e
+    assert f"finished: the early-stopping rule fired at epoch {e}" in proc.stderr
+    assert (recipe / "exp/tts_extend/train.loss.ave.pth").exists()
+    import torch
+
+    state = torch.load(recipe / "exp/tts_extend/checkpoint.pth", map_location="cpu", weights_only=False)
+    assert state["reporter"]["epoch"] == target
+    proc = run_recipe(recipe, *opts)
+    assert proc.returncode == 0 and "not trained further" in proc.stderr
+
+
 def test_import_checks_the_baseline(recipe):
-    model, config = recipe / EXP / "valid.loss.ave.pth", recipe / EXP / "config.yaml"
+    model, config = recipe / EXP / "train.loss.ave.pth", recipe / EXP / "config.yaml"
     proc = run_recipe(recipe, "--stage", "3", "--stop-stage", "3", *TINY,
                       "--baseline_model_file", str(model), "--baseline_config", str(config))
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert (recipe / "exp/tts_imported/valid.loss.ave.pth").resolve() == model.resolve()
+    assert (recipe / "exp/tts_imported/train.loss.ave.pth").resolve() == model.resolve()
 
     proc = run_recipe(recipe, "--stage", "3", "--stop-stage", "3", *TINY, "--n_mels", "40", "--fmax", "8000",
                       "--baseline_model_file", str(model), "--baseline_config", str(config))
@@ -90,7 +112,7 @@ def test_a_different_token_list_is_refused(recipe, tmp_path):
     text = (recipe / EXP / "config.yaml").read_text().replace("- <space>\n", "- <spc>\n")
     config.write_text(text)
     proc = run_recipe(recipe, "--stage", "3", "--stop-stage", "3", *TINY,
-                      "--baseline_model_file", str(recipe / EXP / "valid.loss.ave.pth"),
+                      "--baseline_model_file", str(recipe / EXP / "train.loss.ave.pth"),
                       "--baseline_config", str(config))
     assert proc.returncode != 0
     assert "token_list: baseline" in proc.stderr and "'<spc>'" in proc.stderr
@@ -321,7 +343,7 @@ def test_synthesis_from_text(results_recipe, tmp_path):
     from conftest import run_module
 
     tts, ebm = results_recipe / EXP, results_recipe / EBM_EXP
-    common = ["--tts_config", tts / "config.yaml", "--tts_model", tts / "valid.loss.ave.pth",
+    common = ["--tts_config", tts / "config.yaml", "--tts_model", tts / "train.loss.ave.pth",
               "--tts_inference_config", REPO / "tests/data/decode_tacotron2_short.yaml",
               "--ebm_config", ebm / "config.yaml", "--ebm_model", ebm / "valid.refine_gain.best.pth",
               "--langevin_config", REPO / "egs/mini_espeak/tts1/conf/decode_ebm.yaml", "--steps", "2"]

@@ -213,7 +213,7 @@ def main():
             if stage == 3:
                 exp = recipe / "exp" / name
                 cmd = ["--stage", "3", "--stop-stage", "3", *TINY, "--tts_exp", f"exp/{name}", "--train_args", SHORT]
-                ave = "valid.loss.ave.pth"
+                ave = "train.loss.ave.pth"
             else:
                 exp = recipe / "exp" / name
                 cmd = ["--stage", "5", "--stop-stage", "5", *TINY, *EBM, "--ebm_exp", f"exp/{name}",

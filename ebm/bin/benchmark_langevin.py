@@ -32,7 +32,7 @@ from ebm.io import read_scp, write_atomic
 def get_parser():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--tts_exp", required=True, help="has config.yaml and --tts_model")
-    p.add_argument("--tts_model", default="valid.loss.ave.pth")
+    p.add_argument("--tts_model", default="train.loss.ave.pth")
     p.add_argument("--tts_inference_config", default=None)
     p.add_argument("--ebm_exp", required=True, help="has config.yaml and --ebm_model")
     p.add_argument("--ebm_model", default="valid.refine_gain.best.pth")

@@ -7,6 +7,7 @@ negatives, so they are listed (one line each, with both lengths) and counted in 
 
 import argparse
 import logging
+import os
 
 import yaml
 
@@ -19,16 +20,52 @@ def get_parser():
     p.add_argument("--text", required=True)
     p.add_argument("--utt2num_samples", required=True)
     p.add_argument("--n_shift", type=int, required=True)
-    p.add_argument("--decode_shape", required=True, help="speech_shape of the decode (key frames,dims)")
+    p.add_argument("--decode", nargs=2, action="append", required=True, metavar=("MODE", "DIR"),
+                   help="a decode of the set (repeatable): its mode (teacher_forced: lengths follow the reference, "
+                        "only timed) and its dir, which holds speech_shape/speech_shape and rtf; the report is "
+                        "written to DIR/length_report.txt")
     p.add_argument("--train_config", required=True, help="the baseline's config.yaml (tokens)")
     p.add_argument("--inference_config", default=None, help="decoding options (maxlenratio)")
     p.add_argument("--maxlenratio", type=float, default=None, help="default: the inference config's, else 10")
     p.add_argument("--tolerance", type=float, default=0.2)
-    p.add_argument("--teacher_forced", action="store_true", help="lengths follow the reference: only time it")
-    p.add_argument("--fs", type=int, default=None, help="with --rtf: log the real-time factor")
-    p.add_argument("--rtf", default=None, help="decode times: key seconds frames")
-    p.add_argument("--output", required=True)
+    p.add_argument("--fs", type=int, default=None, help="log the real-time factor from each decode's rtf file")
     return p
+
+
+def report(mode, decode_dir, texts, samples, maxlens, args):
+    """Write decode_dir/length_report.txt for one decode of the set and log its counts and speed."""
+    decoded = {k: int(v.split(",")[0]) for k, v in read_scp(os.path.join(decode_dir, "speech_shape/speech_shape"))}
+    output = os.path.join(decode_dir, "length_report.txt")
+    lines, n_max, n_off, n_missing, n = [], 0, 0, 0, 0
+    for utt in texts:
+        if utt not in decoded:
+            lines.append(f"{utt} missing: no decode\n")
+            n_missing += 1
+            continue
+        n += 1
+        if mode == "teacher_forced":
+            continue
+        ref = int(samples[utt]) // args.n_shift + 1  # LogMelFbank frames (centred STFT)
+        hyp = decoded[utt]
+        ratio = hyp / ref
+        if hyp >= maxlens[utt]:
+            n_max += 1
+            lines.append(f"{utt} max_length hyp={hyp} ref={ref} ratio={ratio:.2f}\n")
+        elif abs(ratio - 1) > args.tolerance:
+            n_off += 1
+            lines.append(f"{utt} {'too_short' if ratio < 1 else 'too_long'} hyp={hyp} ref={ref} ratio={ratio:.2f}\n")
+    write_atomic(output, "".join(lines))
+    ok = n - n_max - n_off
+    logging.info(f"{mode}: {ok}/{n} decodes ({100 * ok / max(n, 1):.1f}%) within {100 * args.tolerance:.0f}% of "
+                 f"the reference length; {n_max} hit the maximum length, {n_off} off by more"
+                 + (f", {n_missing} texts not decoded" if n_missing else "") + f" -> {output}")
+    rtf = os.path.join(decode_dir, "rtf")
+    if args.fs and os.path.exists(rtf):
+        times = [v.split() for _, v in read_scp(rtf)]
+        seconds = sum(float(t) for t, _ in times)
+        audio = sum(int(f) for _, f in times) * args.n_shift / args.fs
+        logging.info(f"{mode}: decoding {seconds / max(len(times), 1):.3f} s per utterance, RTF "
+                     f"{seconds / audio:.4f} (decode seconds / seconds of speech, no vocoder)")
 
 
 def main(argv=None):
@@ -42,43 +79,19 @@ def main(argv=None):
             maxlenratio = (yaml.safe_load(f) or {}).get("maxlenratio")
     maxlenratio = 10.0 if maxlenratio is None else float(maxlenratio)
 
+    # ESPnet's tokenizer is slow to import and build: built once for all decodes of the set
     from espnet2.text.build_tokenizer import build_tokenizer
     from espnet2.text.cleaner import TextCleaner
 
     g2p = config.get("g2p")
     tokenizer = build_tokenizer(token_type=config["token_type"], g2p_type=None if g2p in (None, "none") else g2p)
     cleaner = TextCleaner(config.get("cleaner"))
+    texts = dict(read_scp(args.text))
     samples = dict(read_scp(args.utt2num_samples))
-    decoded = {k: int(v.split(",")[0]) for k, v in read_scp(args.decode_shape)}
-    lines, n_max, n_off, n = [], 0, 0, 0
-    for utt, text in read_scp(args.text):
-        if utt not in decoded:
-            lines.append(f"{utt} missing: no decode\n")
-            n_off += 1
-            continue
-        n += 1
-        ref = int(samples[utt]) // args.n_shift + 1  # LogMelFbank frames (centred STFT)
-        hyp = decoded[utt]
-        maxlen = int((len(tokenizer.text2tokens(cleaner(text))) + 1) * maxlenratio)  # +1: <eos>
-        ratio = hyp / ref
-        if args.teacher_forced:
-            continue
-        if hyp >= maxlen:
-            n_max += 1
-            lines.append(f"{utt} max_length hyp={hyp} ref={ref} ratio={ratio:.2f}\n")
-        elif abs(ratio - 1) > args.tolerance:
-            n_off += 1
-            lines.append(f"{utt} {'too_short' if ratio < 1 else 'too_long'} hyp={hyp} ref={ref} ratio={ratio:.2f}\n")
-    write_atomic(args.output, "".join(lines))
-    ok = n - n_max - n_off
-    logging.info(f"{ok}/{n} decodes ({100 * ok / max(n, 1):.1f}%) within {100 * args.tolerance:.0f}% of the "
-                 f"reference length; {n_max} hit the maximum length, {n_off} off by more -> {args.output}")
-    if args.rtf and args.fs:
-        times = [v.split() for _, v in read_scp(args.rtf)]
-        seconds = sum(float(t) for t, _ in times)
-        audio = sum(int(f) for _, f in times) * args.n_shift / args.fs
-        logging.info(f"decoding: {seconds / max(len(times), 1):.3f} s per utterance, RTF {seconds / audio:.4f} "
-                     f"(decode seconds / seconds of speech, no vocoder)")
+    # ESPnet's maximum length: (tokens + <eos>) x maxlenratio frames
+    maxlens = {utt: int((len(tokenizer.text2tokens(cleaner(text))) + 1) * maxlenratio) for utt, text in texts.items()}
+    for mode, decode_dir in args.decode:
+        report(mode, decode_dir, texts, samples, maxlens, args)
 
 
 if __name__ == "__main__":

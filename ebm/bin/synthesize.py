@@ -2,7 +2,7 @@
 
 Command line (one wav per line of text, or a Kaldi text file)::
 
-    python -m ebm.bin.synthesize --tts_config exp/tts_X/config.yaml --tts_model exp/tts_X/valid.loss.ave.pth \\
+    python -m ebm.bin.synthesize --tts_config exp/tts_X/config.yaml --tts_model exp/tts_X/train.loss.ave.pth \\
         --ebm_config exp/ebm_Y/config.yaml --ebm_model exp/ebm_Y/valid.refine_gain.best.pth \\
         --langevin_config conf/decode_ebm.yaml [--vocoder_file voc/checkpoint.pkl] --text "Hello." --output hello.wav
 

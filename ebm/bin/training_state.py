@@ -2,7 +2,8 @@
 
 Stages 3 and 5 ask before they (re)start ESPnet's trainer, so that re-running a finished stage trains nothing,
 and log the answer afterwards, so that the log says at which epoch and by which rule a model stopped. Output, one
-line on stdout: ``finished<TAB>reason`` or ``continue<TAB>reason``.
+line on stdout: ``finished<TAB>reason`` or ``continue<TAB>reason``, and while a training goes on past the rule's
+stop (``--extend``), ``continue<TAB>reason<TAB>trainer options`` that take it there.
 """
 
 import argparse
@@ -17,7 +18,11 @@ def main(argv=None):
     p.add_argument("--exp", required=True, help="the training's output dir (holds checkpoint.pth)")
     p.add_argument("--config", required=True, help="the training config (max_epoch, patience)")
     p.add_argument("--args", default="", help="extra trainer options, as passed to the trainer")
+    p.add_argument("--extend", type=float, default=1.0,
+                   help="once the early-stopping rule fires at epoch E, train on to ceil(extend * E) (1: stop at E)")
     args = p.parse_args(argv)
+    if args.extend < 1:
+        raise EbmError(f"--extend {args.extend}: it must be at least 1 (1 stops where the rule fires)")
     opts = trainer_options(args.config, args.args)
     ckpt = os.path.join(args.exp, "checkpoint.pth")
     if not os.path.exists(ckpt):
@@ -32,8 +37,10 @@ def main(argv=None):
                        "from its last epoch snapshot or from scratch")
     if "reporter" not in state:
         raise EbmError(f"{ckpt} holds no trainer state (keys: {', '.join(state)}): it is not ESPnet's checkpoint")
-    st = state_of(state["reporter"], opts["max_epoch"], opts["patience"], opts["early_stopping_criterion"])
-    print(f"{'finished' if st.finished else 'continue'}\t{st.reason}")
+    st = state_of(state["reporter"], opts["max_epoch"], opts["patience"], opts["early_stopping_criterion"],
+                  extend=args.extend)
+    more = f"\t--max_epoch {st.extend_to} --patience none" if st.extend_to is not None else ""
+    print(f"{'finished' if st.finished else 'continue'}\t{st.reason}{more}")
 
 
 if __name__ == "__main__":

@@ -10,6 +10,9 @@ fi
 . "${MAIN_ROOT}/tools/venv/bin/activate"
 
 export PATH=${MAIN_ROOT}/utils:${PATH}
+# This checkout's package first, whichever checkout the venv's editable install points at (a venv can be shared
+# between clones, as CI's cached one is).
+export PYTHONPATH=${MAIN_ROOT}${PYTHONPATH:+:${PYTHONPATH}}
 export LC_ALL=C
 export PYTHONIOENCODING=UTF-8
 # One thread per process: jobs run side by side, and measured here a second OpenMP thread did not speed up a

@@ -5,10 +5,12 @@ set -euo pipefail
 
 # log, die, die_with_logs, split_for_jobs
 . utils/recipe_lib.sh
-# espnet_train EXP MODULE [OPTIONS...]: ESPnet's launcher and trainer MODULE (Tacotron 2 or the EBM) on the
-# recipe's text, waveforms, shapes, tokens, features and normalisation; --resume true continues from
+# espnet_train [--extend F] EXP MODULE [OPTIONS...]: ESPnet's launcher and trainer MODULE (Tacotron 2 or the EBM)
+# on the recipe's text, waveforms, shapes, tokens, features and normalisation; --resume true continues from
 # EXP/checkpoint.pth on a re-run. Extra OPTIONS (data streams, --config, user args) follow.
 espnet_train() {
+    local extend=1
+    if [ "$1" = --extend ]; then extend=$2; shift 2; fi
     local exp=$1 module=$2 part dset
     shift 2
     local data="" dir shapes
@@ -24,28 +26,33 @@ espnet_train() {
     # a checkpoint.pth left unloadable by a kill is moved aside; training resumes from the newest loadable epoch
     ${python} -m ebm.bin.check_checkpoint "${exp}" || die "cannot prepare ${exp} for resuming"
     # A training that has ended (by the early-stopping rule or at its epoch cap) is not trained further on a re-run:
-    # ESPnet's trainer would train one more epoch before it checks the rule again.
-    local config="" i state args=("$@")
+    # ESPnet's trainer would train one more epoch before it checks the rule again. With --extend, a training that
+    # the rule stopped goes on for a second run of the trainer, to the epoch that training_state names.
+    local config="" i state reason more pass passes=1 args=("$@")
     for i in "${!args[@]}"; do [ "${args[$i]}" != --config ] || config=${args[$((i + 1))]}; done
-    state=$(${python} -m ebm.bin.training_state --exp "${exp}" --config "${config}" --args "$*") \
-        || die "cannot tell whether the training in ${exp} has finished (see above)"
-    if [ "${state%%$'\t'*}" = finished ]; then
-        log "${exp}: ${state#*$'\t'}; not trained further (raise max_epoch or patience to train on)"
-        return 0
-    fi
-    log "${exp}: ${state#*$'\t'}"
-    # shellcheck disable=SC2086
-    ${python} -m espnet2.bin.launch --cmd "${cuda_cmd}" --log "${exp}/train.log" --ngpu "${ngpu}" \
-        --num_nodes "${num_nodes}" --init_file_prefix "${exp}/.dist_init_" \
-        --multiprocessing_distributed true -- \
-        ${python} -m "${module}" \
-            --use_preprocessor true ${token_opts} ${feats_opts} \
-            --normalize global_mvn --normalize_conf "stats_file=${stats_dir}/train/feats_stats.npz" \
-            ${data} --resume true --use_tensorboard true --output_dir "${exp}" "$@" \
-        || die_with_logs "training failed (log: ${exp}/train.log)" "${exp}/train.log"
-    state=$(${python} -m ebm.bin.training_state --exp "${exp}" --config "${config}" --args "$*") \
-        || die "cannot read the state of the training in ${exp}"
-    log "${exp}: ${state#*$'\t'}"
+    [ "${extend}" = 1 ] || passes=2
+    for pass in $(seq $((passes + 1))); do
+        state=$(${python} -m ebm.bin.training_state --exp "${exp}" --config "${config}" --args "$*" --extend "${extend}") \
+            || die "cannot tell whether the training in ${exp} has finished (see above)"
+        reason=${state#*$'\t'}; more=""
+        if [ "${reason}" != "${reason#*$'\t'}" ]; then more=${reason#*$'\t'}; reason=${reason%%$'\t'*}; fi
+        if [ "${state%%$'\t'*}" = finished ]; then
+            log "${exp}: ${reason}"
+            [ ${pass} -gt 1 ] || log "${exp}: not trained further (raise max_epoch, patience or the extension to train on)"
+            return 0
+        fi
+        log "${exp}: ${reason}"
+        [ ${pass} -le ${passes} ] || return 0
+        # shellcheck disable=SC2086
+        ${python} -m espnet2.bin.launch --cmd "${cuda_cmd}" --log "${exp}/train.log" --ngpu "${ngpu}" \
+            --num_nodes "${num_nodes}" --init_file_prefix "${exp}/.dist_init_" \
+            --multiprocessing_distributed true -- \
+            ${python} -m "${module}" \
+                --use_preprocessor true ${token_opts} ${feats_opts} \
+                --normalize global_mvn --normalize_conf "stats_file=${stats_dir}/train/feats_stats.npz" \
+                ${data} --resume true --use_tensorboard true --output_dir "${exp}" "$@" ${more} \
+            || die_with_logs "training failed (log: ${exp}/train.log)" "${exp}/train.log"
+    done
 }
 SECONDS=0
 
@@ -88,6 +95,8 @@ sos_eos="<sos/eos>"
 # Tacotron 2 baseline (stages 3-4): ESPnet's model, trainer and inference
 train_config=""       # its config; stage 2 also builds it to collect feature statistics
 train_args=""         # extra options for espnet2.bin.tts_train
+train_extend=1.5      # the dev-loss rule watches a teacher-forced loss that plateaus while free-running output
+                      # still improves: once it stops training at epoch E, train on to ceil(E x this) (1: stop at E)
 tts_exp=""            # default: ${expdir}/tts_<config name>, or ${expdir}/tts_imported for an imported baseline
 num_nodes=1           # nodes for training (espnet2.bin.launch)
 baseline_model_file=""  # import an ESPnet Tacotron 2 instead of training it: a packed model (.zip, as ESPnet's
@@ -96,7 +105,8 @@ baseline_config=""      # the config.yaml of a .pth
 baseline_model_tag=""   # or a model zoo name (e.g. kan-bayashi/ljspeech_tacotron2): espnet_model_zoo fetches it.
                         # The recipe adopts the model's tokens, cleaner, g2p and statistics (${expdir}/baseline_import)
 inference_config=""   # decoding options of the baseline (threshold, maxlenratio, minlenratio, attention constraint)
-inference_model=valid.loss.ave.pth  # which checkpoint of ${tts_exp} decodes
+inference_model=train.loss.ave.pth  # which checkpoint of ${tts_exp} decodes (ESPnet's choice for TTS: the last
+                                    # epochs, averaged; the config's best_model_criterion must list train loss)
 inference_args=""     # extra options for espnet2.bin.tts_inference
 decode_seed=0         # free-running decodes are seeded: prenet dropout stays on at inference
 decode_batch_size=16  # utterances stage 4 decodes together (ebm.batch_decoding); 1: ESPnet's one at a time
@@ -148,7 +158,7 @@ Options (--name value; dashes or underscores):
   --db_root DIR   --local_data_opts "..."   --on_rate_mismatch resample|error
   --fs ${fs} --n_fft ${n_fft} --n_shift ${n_shift} --n_mels ${n_mels} --fmin ${fmin} --fmax ${fmax}
   --token_type char|phn   --cleaner tacotron|none   --g2p none|espeak_ng_english_us_vits   --text_transliterate false
-  --train_config FILE   --train_args "..."   --baseline_model_file ZIP|DIR|PTH (--baseline_config YAML)
+  --train_config FILE   --train_args "..."   --train_extend ${train_extend}   --baseline_model_file ZIP|DIR|PTH (--baseline_config YAML)
   --baseline_model_tag NAME (a model zoo name; needs a network and espnet_model_zoo)
   --inference_config FILE   --inference_model ${inference_model}   --baseline_num_samples N   --decode_batch_size ${decode_batch_size}
   --ebm_config FILE   --ebm_args "..."   --ebm_streams "${ebm_streams}"   --ebm_train_hyps N
@@ -388,9 +398,11 @@ if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ]; then
         [ -n "${train_config}" ] || die "--train_config is required for stage 3"
         log "Stage 3: training Tacotron 2 (${train_config}) with ESPnet's trainer -> ${tts_exp} (log: ${tts_exp}/train.log)"
         # shellcheck disable=SC2086
-        espnet_train "${tts_exp}" espnet2.bin.tts_train --config "${train_config}" ${train_args}
+        espnet_train --extend "${train_extend}" "${tts_exp}" espnet2.bin.tts_train --config "${train_config}" ${train_args}
     fi
-    [ -e "${tts_exp}/${inference_model}" ] || die "${tts_exp}/${inference_model} does not exist after stage 3"
+    [ -e "${tts_exp}/${inference_model}" ] || die "${tts_exp}/${inference_model} does not exist after stage 3 (an \
+<criterion>.ave.pth is written for each best_model_criterion of ${train_config}: list it there, or pick another \
+with --inference_model)"
     log "Stage 3: baseline ready: ${tts_exp}/${inference_model} ($(${python} -m ebm.bin.count_params \
         --config "${tts_exp}/config.yaml" --model_file "${tts_exp}/${inference_model}") parameters)"
 fi
@@ -415,6 +427,7 @@ if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
                 --batch_size "${decode_batch_size}" --output_dir "${_logdir}/output.JOB" ${inference_args} \
             || die_with_logs "decoding ${dset} failed (logs: ${_logdir}/decode.*.log)" "${_logdir}"/decode.*.log
         # Merge the jobs into ESPnet's decode layout, one directory per mode.
+        _decodes=""
         for mode in ${_modes//,/ }; do
             _dir=${tts_exp}/decode_${mode}/${dset}
             rm -rf "${_dir}"
@@ -423,13 +436,13 @@ if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
                 merge_jobs "${_logdir}/output.JOB/${mode}/${f}" "${_dir}/${f}"
             done
             for n in $(seq "${_nj}"); do cp "${_logdir}/output.${n}/${mode}"/att_ws/*.png "${_dir}/att_ws/" 2>/dev/null || true; done
-            ${python} -m ebm.bin.report_decode_lengths --text "${data_feats}/${dset}/text" \
-                --utt2num_samples "${data_feats}/${dset}/utt2num_samples" --n_shift "${n_shift}" --fs "${fs}" \
-                --decode_shape "${_dir}/speech_shape/speech_shape" --rtf "${_dir}/rtf" \
-                $([ "${mode}" != teacher_forced ] || echo --teacher_forced) \
-                --tolerance "${length_tolerance}" --train_config "${tts_exp}/config.yaml" \
-                ${inference_config:+--inference_config "${inference_config}"} --output "${_dir}/length_report.txt"
+            _decodes+=" --decode ${mode} ${_dir}"
         done
+        # shellcheck disable=SC2086
+        ${python} -m ebm.bin.report_decode_lengths --text "${data_feats}/${dset}/text" \
+            --utt2num_samples "${data_feats}/${dset}/utt2num_samples" --n_shift "${n_shift}" --fs "${fs}" \
+            ${_decodes} --tolerance "${length_tolerance}" --train_config "${tts_exp}/config.yaml" \
+            ${inference_config:+--inference_config "${inference_config}"}
     done
 fi
 

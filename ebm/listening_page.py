@@ -201,8 +201,9 @@ def chosen_systems(records, ground_truth, baseline, ebm_dirs, control_dirs, eval
         else:
             found = [d for d in ebm_dirs if _dir_name(d) == (r.get("exp"), decode)]
             key = f"ebm_{r.get('exp')}"
-            label = (f"EBM {r.get('exp')}: {_num(r.get('steps'))} steps, lambda {_num(r.get('lambda'))}, "
-                     f"sigma {_num(r.get('sigma'))}")
+            steps = _num(r.get("steps"))
+            label = (f"EBM {r.get('exp')}: {steps} step{'' if steps == '1' else 's'}, "
+                     f"lambda {_num(r.get('lambda'))}, sigma {_num(r.get('sigma'))}")
         if not found:
             raise EbmError(f"RESULTS.json chooses {r.get('exp') or r['system']}/{decode} on dev, but it is not among "
                            "the --ebm/--control dirs given: give the page the dirs make_results was given")

@@ -144,7 +144,7 @@ def test_page_structure_and_links(layout):
         assert s["audio"] == 5 and s["img"] == 5, s
         labels = " | ".join(s["labels"])
         assert labels.startswith("recording | analysis-synthesis (griffin_lim) | Tacotron 2 | ") and "x1.5" in labels
-        assert "EBM ebm_a: 2 steps" in labels and "EBM ebm_b: 1 steps" in labels and "x2 " not in labels
+        assert "EBM ebm_a: 2 steps" in labels and "EBM ebm_b: 1 step," in labels and "x2 " not in labels
     assert p.text["u1"] == TEXTS["u1"]  # escaped in the file, so the parser gives the text back, not a <b> tag
     assert "b" not in p.tags and "&lt;b&gt;" in page.read_text()
     audio = [link for link in p.links if link.endswith(".wav")]

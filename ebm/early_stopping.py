@@ -49,10 +49,17 @@ def trainer_options(config_path: str, extra_args: str = "") -> dict:
     return opts
 
 
-def _criterion_values(reporter_state: dict, criterion: Sequence[str]) -> dict:
-    key1, key2, _ = criterion
+def _running_best(reporter_state: dict, criterion: Sequence[str]):
+    """``(epoch, best epoch so far)`` for each epoch that reported the criterion, in order; on a tie the earlier
+    epoch stays best, as in ESPnet's reporter."""
+    key1, key2, mode = criterion
     stats = reporter_state.get("stats", {})
-    return {int(e): s[key1][key2] for e, s in stats.items() if key2 in s.get(key1, {})}
+    values = {int(e): s[key1][key2] for e, s in stats.items() if key2 in s.get(key1, {})}
+    best = None
+    for e in sorted(values):
+        if best is None or (values[e] < values[best] if mode == "min" else values[e] > values[best]):
+            best = e
+        yield e, best
 
 
 def rule_epoch(reporter_state: dict, patience: Optional[int],
@@ -61,15 +68,7 @@ def rule_epoch(reporter_state: dict, patience: Optional[int],
     the trainer judges it after each epoch, on the history up to that epoch; None if it never fired."""
     if patience is None:
         return None
-    values = _criterion_values(reporter_state, criterion)
-    better = (lambda a, b: a < b) if criterion[2] == "min" else (lambda a, b: a > b)
-    best = None
-    for e in sorted(values):
-        if best is None or better(values[e], values[best]):
-            best = e
-        if e - best > patience:
-            return e
-    return None
+    return next((e for e, best in _running_best(reporter_state, criterion) if e - best > patience), None)
 
 
 def state_of(reporter_state: dict, max_epoch: int, patience: Optional[int],
@@ -81,12 +80,9 @@ def state_of(reporter_state: dict, max_epoch: int, patience: Optional[int],
     if extend < 1:
         raise ValueError(f"extend must be at least 1 (1: stop where the rule fires), not {extend}")
     epoch = int(reporter_state.get("epoch", 0))
-    key1, key2, mode = criterion
-    values = _criterion_values(reporter_state, criterion)
-    best = None
-    if values:
-        pick = min if mode == "min" else max
-        best = pick(sorted(values), key=lambda e: values[e])
+    key1, key2, _ = criterion
+    history = list(_running_best(reporter_state, criterion))
+    best = history[-1][1] if history else None
     fired = rule_epoch(reporter_state, patience, criterion) if extend > 1 else None
     if fired is not None:
         target = min(max_epoch, math.ceil(extend * fired))

@@ -28,15 +28,14 @@ espnet_train() {
     # A training that has ended (by the early-stopping rule or at its epoch cap) is not trained further on a re-run:
     # ESPnet's trainer would train one more epoch before it checks the rule again. With --extend, a training that
     # the rule stopped goes on for a second run of the trainer, to the epoch that training_state names.
-    local config="" i state reason more pass passes=1 args=("$@")
+    local config="" i state status reason more pass passes=1 args=("$@")
     for i in "${!args[@]}"; do [ "${args[$i]}" != --config ] || config=${args[$((i + 1))]}; done
     [ "${extend}" = 1 ] || passes=2
     for pass in $(seq $((passes + 1))); do
         state=$(${python} -m ebm.bin.training_state --exp "${exp}" --config "${config}" --args "$*" --extend "${extend}") \
             || die "cannot tell whether the training in ${exp} has finished (see above)"
-        reason=${state#*$'\t'}; more=""
-        if [ "${reason}" != "${reason#*$'\t'}" ]; then more=${reason#*$'\t'}; reason=${reason%%$'\t'*}; fi
-        if [ "${state%%$'\t'*}" = finished ]; then
+        IFS=$'\t' read -r status reason more <<< "${state}"  # more: trainer options that extend it, if any
+        if [ "${status}" = finished ]; then
             log "${exp}: ${reason}"
             [ ${pass} -gt 1 ] || log "${exp}: not trained further (raise max_epoch, patience or the extension to train on)"
             return 0

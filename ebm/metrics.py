@@ -343,16 +343,29 @@ def f0_on_ref_frames(ref: Dict[str, np.ndarray], gen: Dict[str, np.ndarray]) -> 
 
 
 def common_voiced_f0(ref: Dict[str, np.ndarray], gens) -> Dict[str, np.ndarray]:
+    """Pitch accuracy of several systems (:func:`analyse` results) on one set of frames: those voiced in the
+    reference and in every system (:func:`common_voiced_f0_tracks` of their :func:`f0_on_ref_frames`)."""
+    tracks = [f0_on_ref_frames(ref, g) for g in gens]
+    return common_voiced_f0_tracks(ref["f0"][:len(tracks[0])], tracks)
+
+
+def common_voiced_f0_tracks(ref_f0: np.ndarray, tracks) -> Dict[str, np.ndarray]:
     """Pitch accuracy of several systems on one set of frames: those voiced in the reference and in every system.
 
     ``log_f0_rmse`` counts the frames voiced in both signals, so a system that voices more of the reference's voiced
     frames is scored on more (and harder) frames than one that leaves them unvoiced. Restricting every system to
-    the frames all of them voice separates pitch accuracy from voicing. Returns ``{log_f0_rmse: (S,),
-    voiced_share: (S,), n_common}``: RMSE of ``ln f0_gen - ln f0_ref`` over the common frames (NaN if none), and
-    the share of the reference's voiced frames each system voices.
+    the frames all of them voice separates pitch accuracy from voicing. ``ref_f0``: the reference's F0 on its
+    frames that have both F0 and a mel-cepstrum; ``tracks``: each system's F0 carried onto those frames
+    (:func:`f0_on_ref_frames`). Returns ``{log_f0_rmse: (S,), voiced_share: (S,), n_common}``: RMSE of
+    ``ln f0_gen - ln f0_ref`` over the common frames (NaN if none), and the share of the reference's voiced frames
+    each system voices.
     """
-    tracks = [f0_on_ref_frames(ref, g) for g in gens]
-    ref_f0 = ref["f0"][:len(tracks[0])]  # the frames that have both F0 and a mel-cepstrum
+    ref_f0 = np.asarray(ref_f0, dtype=np.float64)
+    tracks = [np.asarray(t, dtype=np.float64) for t in tracks]
+    for t in tracks:
+        if len(t) != len(ref_f0):
+            raise EbmError(f"an F0 track of {len(t)} frames against a reference of {len(ref_f0)}: the tracks must "
+                           "be on the reference's frames (f0_on_ref_frames)")
     ref_voiced = ref_f0 > 0
     common = ref_voiced.copy()
     for t in tracks:

@@ -24,7 +24,7 @@ import numpy as np
 import yaml
 
 from ebm.cli import EbmError
-from ebm.scoring import COLUMNS, Analyses, bootstrap, compare, read_scores, summary
+from ebm.scoring import COLUMNS, bootstrap, compare_tracks, f0_tracks_path, read_f0_tracks, read_scores, summary
 
 
 @dataclass
@@ -268,14 +268,14 @@ def against_control(best: SystemRecord, ctl: Optional[SystemRecord], tables: Sco
             f"{e.log_f0_rmse:.4f} vs {c.log_f0_rmse:.4f}, FFE {e.ffe:.4f} vs {c.ffe:.4f}"), hi < 0, [d, lo, hi]
 
 
-def verdict(best: SystemRecord, base: SystemRecord, tables: ScoreTables, n_shift, f0_refs=None,
+def verdict(best: SystemRecord, base: SystemRecord, tables: ScoreTables,
             ctl: Optional[SystemRecord] = None) -> Verdict:
     """Beats = lower eval MCD outside the noise (95% paired bootstrap interval below 0), predicted MOS not worse
     outside the noise (its interval not below 0), log-F0 RMSE and FFE no worse, and, with a control (``ctl``, the
     dev-chosen variance scaling), MCD lower than the control's outside the noise. A lower mean that the interval
-    does not separate from Tacotron 2's is not a win. With ``f0_refs`` (analyses of the eval references and of
-    Tacotron 2), pitch is also compared on common voiced frames. ``best.eval`` must carry its differences from
-    Tacotron 2 (:meth:`ScoreTables.with_diffs`)."""
+    does not separate from Tacotron 2's is not a win. Pitch is also compared on the frames voiced in the reference
+    and in both systems, from the F0 tracks that scoring wrote beside the eval tables. ``best.eval`` must carry its
+    differences from Tacotron 2 (:meth:`ScoreTables.with_diffs`)."""
     e, b, eval_set = best.eval, base.eval, tables.eval_set
     if e is None:
         if os.path.isdir(os.path.join(best.dir, eval_set)):
@@ -320,16 +320,13 @@ def verdict(best: SystemRecord, base: SystemRecord, tables: ScoreTables, n_shift
             f"95% bootstrap interval [{lo:+.3f}, {hi:+.3f}]: {sig}), {with_ci('predicted_mos', 'predicted MOS', 3)}, "
             f"{', '.join(pitch)} ({what}); beside them {with_ci('mel_distance', 'mel distance', 3)} dB, "
             f"{with_ci('mcd_silence_share', 'silence share of MCD', 3)}")
-    common = None
-    wav_scp = os.path.join(best.dir, eval_set, f"wav_{tables.vocoder_tag}", "wav.scp")
-    if f0_refs is not None and os.path.isfile(wav_scp):
-        # Log-F0 RMSE counts the frames voiced in both signals: better voicing adds hard frames to it. The same
-        # frames for both systems tell pitch accuracy apart from voicing (ebm.bin.compare_f0).
-        common = summary(compare(f0_refs[0], [f0_refs[1], Analyses(wav_scp, "EBM", n_shift, ref_fs=f0_refs[0],
-                                                                        f0_range=f0_refs[0].f0_range)]))
-        m, lo, hi = common["diff_ci95"][1]
-        text += (f". On the frames voiced in the reference and in both systems, log-F0 RMSE "
-                 f"{common['log_f0_rmse'][1]:.4f} vs {common['log_f0_rmse'][0]:.4f} (difference {m:+.4f}, 95% "
-                 f"interval [{lo:+.4f}, {hi:+.4f}]); it voices {common['voiced_share'][1]:.1%} of the reference's "
-                 f"voiced frames, Tacotron 2 {common['voiced_share'][0]:.1%}")
+    # Log-F0 RMSE counts the frames voiced in both signals: better voicing adds hard frames to it. The same
+    # frames for both systems tell pitch accuracy apart from voicing (ebm.bin.compare_f0 does it from wavs).
+    paths = [f0_tracks_path(tables.path(r.dir, eval_set)) for r in (base, best)]
+    common = summary(compare_tracks([read_f0_tracks(p) for p in paths], paths))
+    m, lo, hi = common["diff_ci95"][1]
+    text += (f". On the frames voiced in the reference and in both systems, log-F0 RMSE "
+             f"{common['log_f0_rmse'][1]:.4f} vs {common['log_f0_rmse'][0]:.4f} (difference {m:+.4f}, 95% "
+             f"interval [{lo:+.4f}, {hi:+.4f}]); it voices {common['voiced_share'][1]:.1%} of the reference's "
+             f"voiced frames, Tacotron 2 {common['voiced_share'][0]:.1%}")
     return Verdict(text + control_text, beats, diff_ci95, vs_control, common)

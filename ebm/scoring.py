@@ -2,7 +2,9 @@
 paired bootstrap.
 
 Stage 7 (``ebm.bin.score_wavs``) writes one table per system with :data:`COLUMNS`; ``ebm.bin.make_results``
-reads them back with :func:`read_scores`. The F0 range options are named as in ESPnet's ``evaluate_f0.py`` and
+reads them back with :func:`read_scores`. Beside each table it writes the system's F0 carried onto the
+reference's frames (:func:`write_f0_tracks`, :func:`f0_tracks_path`), so that the results' pitch comparison on
+common voiced frames (:func:`compare_tracks`) needs no second WORLD analysis. The F0 range options are named as in ESPnet's ``evaluate_f0.py`` and
 checked once here, because an octave error of the tracker decides log-F0 RMSE. :class:`Analyses`,
 :func:`compare` and :func:`summary` score several systems on the frames they all voice (``ebm.bin.compare_f0``,
 and the results table's diagnostic line).
@@ -10,12 +12,13 @@ and the results table's diagnostic line).
 
 import logging
 import math
+import os
 
 import numpy as np
 
 from ebm.audio import read_wav
 from ebm.cli import EbmError
-from ebm.io import read_scp
+from ebm.io import read_scp, write_atomic
 
 COLUMNS = ("mcd", "log_f0_rmse", "vde", "gpe", "ffe", "mel_distance", "mcd_silence_share", "predicted_mos")
 
@@ -43,6 +46,42 @@ def read_scores(path):
         header = f.readline().rstrip("\n").split("\t")
         return {parts[0]: {c: float(v) for c, v in zip(header[1:], parts[1:])}
                 for parts in (line.rstrip("\n").split("\t") for line in f if line.strip())}
+
+
+def f0_tracks_path(scores_path):
+    """Where the F0 tracks of a scores table (``.../scores_<tag>.tsv`` or a job's ``scores.N.J.tsv``) are."""
+    if not scores_path.endswith(".tsv"):
+        raise EbmError(f"{scores_path}: a scores table's name ends in .tsv")
+    return scores_path[:-len(".tsv")] + ".f0.tsv"
+
+
+F0_TRACKS_HEADER = "utt\tref_f0\tf0\n"
+
+
+def write_f0_tracks(path, rows):
+    """``rows``: ``(utt, ref_f0, f0)``, the reference's F0 on its frames and the system's carried onto them
+    (:func:`ebm.metrics.f0_on_ref_frames`), in Hz, 0 unvoiced; written exactly (shortest round-trip decimals)."""
+    def vec(v):
+        return " ".join(repr(float(x)) for x in v)
+
+    write_atomic(path, F0_TRACKS_HEADER + "".join(f"{k}\t{vec(r)}\t{vec(g)}\n" for k, r, g in rows))
+
+
+def read_f0_tracks(path):
+    """``{utt: (ref_f0, f0)}`` from :func:`write_f0_tracks`; a missing file names the stage that writes it."""
+    if not os.path.isfile(path):
+        raise EbmError(f"{path} is missing (written by stage 7's scoring since the F0 tracks were added): rerun "
+                       "stage 7, which rescores the systems that lack it")
+    with open(path) as f:
+        if f.readline() != F0_TRACKS_HEADER:
+            raise EbmError(f"{path} is not an F0 track table (header {F0_TRACKS_HEADER.strip()!r}); rerun stage 7")
+        out = {}
+        for n, line in enumerate(f, 2):
+            parts = line.rstrip("\n").split("\t")
+            if len(parts) != 3:
+                raise EbmError(f"{path} line {n}: expected utt, ref_f0 and f0; rerun stage 7")
+            out[parts[0]] = tuple(np.array(p.split(), dtype=np.float64) for p in parts[1:])
+    return out
 
 
 def bootstrap(d, n_boot=2000, seed=0):
@@ -93,6 +132,26 @@ def compare(ref, systems, keys=None):
         rows.append((key, r["n_common"], r["log_f0_rmse"], r["voiced_share"]))
         if i % 10 == 0 or i == len(keys):
             logging.info(f"{i}/{len(keys)} utterances compared on common voiced frames")
+    return rows
+
+
+def compare_tracks(tables, what):
+    """:func:`compare` from F0 track tables (:func:`read_f0_tracks`) of several systems scored against the same
+    references: ``what`` names them for errors. The rows are the same as :func:`compare` gives from the wavs."""
+    from ebm.metrics import common_voiced_f0_tracks
+
+    keys = sorted(set(tables[0]).intersection(*tables[1:]))
+    if not keys:
+        raise EbmError(f"no utterance has an F0 track in every table compared ({', '.join(what)})")
+    rows = []
+    for key in keys:
+        ref_f0 = tables[0][key][0]
+        for t, name in zip(tables[1:], what[1:]):
+            if not np.array_equal(t[key][0], ref_f0):
+                raise EbmError(f"{key}: the reference's F0 differs between the tracks of {what[0]} and {name} "
+                               "(scored against other references or F0 ranges); rerun stage 7")
+        r = common_voiced_f0_tracks(ref_f0, [t[key][1] for t in tables])
+        rows.append((key, r["n_common"], r["log_f0_rmse"], r["voiced_share"]))
     return rows
 
 

@@ -203,3 +203,35 @@ def test_score_wavs_searches_the_given_f0_range(ref, tmp_path):
     assert high["vde"] > wide["vde"] + 0.1 or abs(high["log_f0_rmse"] - wide["log_f0_rmse"]) > 0.05
     with pytest.raises(EbmError, match="F0 search range --f0min 500 --f0max 400"):
         score("--f0min", "500", "--f0max", "400")
+
+
+def test_score_wavs_f0_tracks_give_the_comparison_that_analysing_the_wavs_gives(ref, tmp_path):
+    """The results' pitch comparison reads the tracks scoring wrote: the same rows as ebm.bin.compare_f0's."""
+    from ebm.bin import score_wavs
+    from ebm.scoring import Analyses, compare, compare_tracks, f0_tracks_path, read_f0_tracks
+
+    scps = {}
+    for name, sig in (("ref", ref), ("base", voice(f0_scale=1.1, seed=2)), ("sys", ref + 0.001)):
+        with open(tmp_path / f"{name}.scp", "w") as f:
+            for utt in ("u1", "u2"):
+                sf.write(str(tmp_path / f"{name}_{utt}.wav"), sig, FS, subtype="PCM_16")
+                f.write(f"{utt} {tmp_path / f'{name}_{utt}.wav'}\n")
+        scps[name] = str(tmp_path / f"{name}.scp")
+    outs = [str(tmp_path / f"{name}.tsv") for name in ("base", "sys")]
+    score_wavs.main(["--ref_wav_scp", scps["ref"], "--system", scps["base"], outs[0], "--system", scps["sys"],
+                     outs[1]])
+    assert f0_tracks_path(outs[0]) == str(tmp_path / "base.f0.tsv")
+    tables = [read_f0_tracks(f0_tracks_path(o)) for o in outs]
+    from_tracks = compare_tracks(tables, ["base", "sys"])
+    r = Analyses(scps["ref"], "reference")
+    from_wavs = compare(r, [Analyses(scps[n], n, ref_fs=r) for n in ("base", "sys")])
+    assert [row[0] for row in from_tracks] == ["u1", "u2"]
+    for a, b in zip(from_tracks, from_wavs):
+        assert a[:2] == b[:2]
+        np.testing.assert_array_equal(a[2], b[2])
+        np.testing.assert_array_equal(a[3], b[3])
+    with pytest.raises(EbmError, match=r"a scores table's name ends in \.tsv"):
+        score_wavs.main(["--ref_wav_scp", scps["ref"], "--system", scps["sys"], str(tmp_path / "sys.txt")])
+    tables[1]["u1"] = (tables[1]["u1"][0] * 2, tables[1]["u1"][1])
+    with pytest.raises(EbmError, match="u1: the reference's F0 differs"):
+        compare_tracks(tables, ["base", "sys"])

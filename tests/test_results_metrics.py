@@ -136,7 +136,7 @@ UTTS = [f"u{i}" for i in range(8)]
 
 def write_scores(path, **means):
     """A scores table whose per-utterance values scatter a little around the given means (0.5% noise)."""
-    from ebm.scoring import COLUMNS
+    from ebm.scoring import COLUMNS, f0_tracks_path, write_f0_tracks
 
     defaults = dict(mcd=10.0, log_f0_rmse=0.1, vde=0.1, gpe=0.1, ffe=0.2, mel_distance=8.0, mcd_silence_share=0.3,
                     predicted_mos=3.0)
@@ -147,6 +147,10 @@ def write_scores(path, **means):
     for u in UTTS:
         lines.append(u + "\t" + "\t".join(f"{vals[c] * (1 + 0.005 * rng.standard_normal()):.5f}" for c in COLUMNS))
     path.write_text("\n".join(lines) + "\n")
+    # and the F0 tracks scoring writes beside it: the reference voiced on 8 of 10 frames, the system near it
+    ref_f0 = np.array([0.0] + [120.0] * 8 + [0.0])
+    write_f0_tracks(f0_tracks_path(str(path)),
+                    [(u, ref_f0, ref_f0 * (1 + 0.05 * rng.standard_normal(10))) for u in UTTS])
 
 
 def results_tree(root, ebm=None, control=None, base=None, gt=None):

@@ -5,8 +5,9 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from ebm.cli import EbmError
 from ebm.results import Numbers, ScoreTables, SystemRecord, choose_on_dev, passes_on_dev, verdict
-from ebm.scoring import COLUMNS
+from ebm.scoring import COLUMNS, write_f0_tracks
 
 BASE = dict(mcd=6.0, log_f0_rmse=0.20, vde=0.1, gpe=0.1, ffe=0.30, mel_distance=1.0, mcd_silence_share=0.1,
             predicted_mos=3.0)
@@ -71,6 +72,10 @@ def write_scores(tmp_path, name, **per_utt):
     d = tmp_path / name / "eval1"
     d.mkdir(parents=True)
     (d / "scores_gl.tsv").write_text("\n".join(lines) + "\n")
+    # the F0 tracks scoring writes beside the table: a reference voiced on frames 1-8, the system on 2-9
+    ref_f0 = np.array([0.0] + [100.0] * 8 + [0.0])
+    f0 = np.array([0.0, 0.0] + [100.0 * (1.01 if name == "base" else 1.02)] * 8)
+    write_f0_tracks(str(d / "scores_gl.f0.tsv"), [(f"u{i}", ref_f0, f0) for i in range(6)])
     d_dev = tmp_path / name / "dev"
     d_dev.mkdir()
     (d_dev / "scores_gl.tsv").write_text("\n".join(lines) + "\n")
@@ -99,17 +104,17 @@ BETTER = dict(mcd=[-0.5, -0.6, -0.4, -0.5, -0.7, -0.5], ffe=[-0.01] * 6, log_f0_
 def test_the_verdict_beats_only_when_every_condition_holds(tmp_path, tables):
     ebm, base, _ = systems(tmp_path, tables, BETTER)
     before = ebm.eval.to_dict()
-    v = verdict(ebm, base, tables, 256)
+    v = verdict(ebm, base, tables)
     assert v.beats is True and v.text.startswith("**beats Tacotron 2**")
     assert "no variance-scaling control was run" in v.text and v.vs_control_ci95 is None
     assert set(v.diff_ci95) == {"mcd", "log_f0_rmse", "ffe"} and v.diff_ci95["mcd"][2] < 0
     assert ebm.eval.to_dict() == before  # the verdict returns its intervals; it writes into no record
-    assert list(v.eval_extra()) == ["mcd_diff_ci95", "log_f0_rmse_diff_ci95", "ffe_diff_ci95"]
+    assert list(v.eval_extra()) == ["mcd_diff_ci95", "log_f0_rmse_diff_ci95", "ffe_diff_ci95", "common_voiced_f0"]
 
 
 def test_a_worse_predicted_mos_loses_the_verdict(tmp_path, tables):
     ebm, base, _ = systems(tmp_path, tables, {**BETTER, "predicted_mos": [-0.5, -0.4, -0.6, -0.5, -0.5, -0.4]})
-    v = verdict(ebm, base, tables, 256)
+    v = verdict(ebm, base, tables)
     assert v.beats is False and v.text.startswith("**does not beat Tacotron 2**")
     assert "predicted MOS not worse outside the noise: NO" in v.text and "MCD lower outside the noise: yes" in v.text
 
@@ -117,18 +122,36 @@ def test_a_worse_predicted_mos_loses_the_verdict(tmp_path, tables):
 def test_a_better_control_loses_the_verdict(tmp_path, tables):
     ctl_change = dict(mcd=[-1.0, -1.1, -0.9, -1.0, -1.2, -1.0])
     ebm, base, ctl = systems(tmp_path, tables, BETTER, ctl_change)
-    v = verdict(ebm, base, tables, 256, ctl=ctl)
+    v = verdict(ebm, base, tables, ctl=ctl)
     assert v.beats is False and "MCD below the control's outside the noise: NO" in v.text
     assert "the EBM is worse" in v.text and v.vs_control_ci95[1] > 0
     assert "mcd_diff_vs_control_ci95" in v.eval_extra()
-    v_without = verdict(ebm, base, tables, 256)  # the same setting without a control: it would have won
+    v_without = verdict(ebm, base, tables)  # the same setting without a control: it would have won
     assert v_without.beats is True
 
 
 def test_a_setting_without_eval_decodes_says_what_to_run(tables, tmp_path):
-    v = verdict(rec("dev_only", mcd=5.0), BASE_REC, tables, 256)
+    v = verdict(rec("dev_only", mcd=5.0), BASE_REC, tables)
     assert v.beats is None and v.eval_extra() == {}
     assert "**not decoded on eval1**" in v.text and "--ebm_decode_like exp/dev_only --ebm_decode_sets eval1" in v.text
     (tmp_path / "decoded/eval1").mkdir(parents=True)  # decoded on eval, but stage 7 did not score it there
-    v = verdict(replace(rec("x", mcd=5.0), dir=str(tmp_path / "decoded")), BASE_REC, tables, 256)
+    v = verdict(replace(rec("x", mcd=5.0), dir=str(tmp_path / "decoded")), BASE_REC, tables)
     assert v.beats is None and "**not scored on eval1**" in v.text and "rerun stage 7" in v.text
+
+
+def test_the_verdict_compares_pitch_on_common_voiced_frames_from_the_f0_tracks(tmp_path, tables):
+    ebm, base, _ = systems(tmp_path, tables, BETTER)
+    v = verdict(ebm, base, tables)
+    c = v.common_voiced_f0
+    # frames 2-8 are voiced in the reference and both systems; 7 of the reference's 8 voiced frames in each
+    assert c["n_utts"] == 6 and c["mean_common_frames"] == 7
+    assert c["log_f0_rmse"] == pytest.approx([np.log(1.01), np.log(1.02)])
+    assert c["voiced_share"] == pytest.approx([7 / 8, 7 / 8])
+    assert "On the frames voiced in the reference and in both systems, log-F0 RMSE 0.0198 vs 0.0100" in v.text
+
+
+def test_the_verdict_names_missing_f0_tracks_and_the_fix(tmp_path, tables):
+    ebm, base, _ = systems(tmp_path, tables, BETTER)
+    (tmp_path / "ebm" / "eval1" / "scores_gl.f0.tsv").unlink()
+    with pytest.raises(EbmError, match=r"ebm/eval1/scores_gl\.f0\.tsv is missing .* rerun stage 7"):
+        verdict(ebm, base, tables)

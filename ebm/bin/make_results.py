@@ -42,7 +42,7 @@ from ebm.cli import run, setup_logging
 from ebm.io import read_scp, write_atomic
 from ebm.metrics import SILENCE_DB
 from ebm.results import ScoreTables, choose_on_dev, passes_on_dev, verdict
-from ebm.scoring import Analyses, add_f0_range, f0_range
+from ebm.scoring import add_f0_range, f0_range
 from ebm.vocoder import FeatureSettings
 
 
@@ -58,10 +58,9 @@ def get_parser():
     p.add_argument("--control", action="append", default=[],
                    help="a variance-scaled Tacotron 2 decode dir, ebm.bin.gv_postfilter's (repeatable)")
     p.add_argument("--ref_wav_scp", default=None,
-                   help="eval references: their mels head the mel plots; the verdicts compare pitch on the frames "
-                        "voiced in them and in both systems")
+                   help="eval references: their mels head the mel plots")
     FeatureSettings.add_arguments(p)
-    add_f0_range(p)  # the range stage 7 scored with; the common-voiced-frame comparison uses it too
+    add_f0_range(p)  # the range stage 7 scored with (the tables' settings are checked against it)
     p.add_argument("--num_mel_plots", type=int, default=3)
     p.add_argument("--output_md", required=True)
     p.add_argument("--output_json", required=True)
@@ -258,7 +257,7 @@ def nan_to_null(x):
 def main(argv=None):
     args = get_parser().parse_args(argv)
     setup_logging()
-    rng = f0_range(args)  # a bad range fails before any work
+    f0_range(args)  # a bad range fails before any work
     tables = ScoreTables(args.dev_set, args.eval_set, args.vocoder_tag, args.f0min, args.f0max, args.fs, args.n_shift)
     base = tables.system("tacotron2", args.baseline, params=args.baseline_params)
     gt = tables.with_diffs(tables.system("analysis-synthesis", args.ground_truth), base)
@@ -310,12 +309,7 @@ def main(argv=None):
           "## Verdict (eval, at the dev-chosen setting)\n\n"]
     if not records:
         md.append("No EBM decodes were given (stage 6 not run?).\n")
-    f0_refs = None
-    base_wavs = os.path.join(args.baseline, args.eval_set, f"wav_{args.vocoder_tag}", "wav.scp")
-    if args.ref_wav_scp and os.path.isfile(base_wavs):
-        ref = Analyses(args.ref_wav_scp, "reference", args.n_shift, f0_range=rng)
-        f0_refs = (ref, Analyses(base_wavs, "Tacotron 2", args.n_shift, ref_fs=ref, f0_range=rng))
-    verdicts = {exp: verdict(best, base, tables, args.n_shift, f0_refs, ctl)
+    verdicts = {exp: verdict(best, base, tables, ctl)
                 for exp, best in sorted(best_by_exp.items())}
     for exp, best in sorted(best_by_exp.items()):
         how = "" if passes_on_dev(best, base) else " (no setting met all four conditions on dev)"

@@ -7,7 +7,9 @@ reference is analysed once, which is most of the cost when many Langevin setting
 system's log mel as its model output it (a decode's ``denorm/feats.scp``), compared with the reference's mel at the
 recipe's feature settings (``--fs --n_fft ...``); ``reference`` for the analysis-synthesis row, whose mel is the
 reference's (distance 0); without it the mel distance is NaN. Writes one tab-separated table with a header per
-system, through a temporary name.
+system, through a temporary name, and beside it (``OUTPUT`` with ``.f0.tsv`` for ``.tsv``) the system's F0 carried
+onto the reference's frames, from which the results compare pitch on common voiced frames without analysing
+the signals again.
 """
 
 import argparse
@@ -21,7 +23,7 @@ import numpy as np
 from ebm.audio import read_wav
 from ebm.cli import EbmError, run, setup_logging
 from ebm.io import open_feats_scp, read_scp, write_atomic
-from ebm.scoring import COLUMNS, REFERENCE_MEL, add_f0_range, f0_range
+from ebm.scoring import COLUMNS, REFERENCE_MEL, add_f0_range, f0_range, f0_tracks_path, write_f0_tracks
 from ebm.vocoder import FeatureSettings
 
 
@@ -41,13 +43,14 @@ def check_systems(systems):
     for spec in systems:
         if len(spec) not in (2, 3):
             raise EbmError(f"--system {' '.join(spec)}: give WAV_SCP OUTPUT [MEL_SCP] (2 or 3 values)")
+        f0_tracks_path(spec[1])  # OUTPUT names its F0 tracks too: refuse a name without .tsv before any work
     return [(spec[0], spec[1], spec[2] if len(spec) == 3 else None) for spec in systems]
 
 
 def main(argv=None):
     args = get_parser().parse_args(argv)
     setup_logging()
-    from ebm.metrics import analyse, mel_distance, predicted_mos, score_analyses
+    from ebm.metrics import analyse, f0_on_ref_frames, mel_distance, predicted_mos, score_analyses
 
     f0_floor, f0_ceil = f0_range(args)
     opts = dict(n_shift=args.n_shift, f0_floor=f0_floor, f0_ceil=f0_ceil)
@@ -70,6 +73,7 @@ def main(argv=None):
                 raise EbmError(f"{len(missing)} utterances lack a mel in {mel}, e.g. {missing[:3]}; rerun the "
                                "decoding of this system")
     rows = [[] for _ in systems]
+    tracks = [[] for _ in systems]
     t0, mos_s, audio_s = time.perf_counter(), 0.0, 0.0
     for i, key in enumerate(keys, 1):
         ref, fs = read_wav(refs[key], key, "reference wav", fix="rerun stage 1")
@@ -80,7 +84,10 @@ def main(argv=None):
                 gen, fs_gen = read_wav(gens[key], key, "generated wav", fix="rerun the vocoding of this system")
                 if fs_gen != fs:
                     raise EbmError(f"reference at {fs} Hz but {gens[key]} at {fs_gen} Hz; vocode at the recipe's fs")
-                s = score_analyses(ref_a, analyse(gen, fs, what=f"generated wav {gens[key]}", **opts))
+                gen_a = analyse(gen, fs, what=f"generated wav {gens[key]}", **opts)
+                s = score_analyses(ref_a, gen_a)
+                track = f0_on_ref_frames(ref_a, gen_a)
+                tracks[n].append((key, ref_a["f0"][:len(track)], track))
                 if mel is None:
                     s["mel_distance"] = float("nan")
                 elif mel == REFERENCE_MEL:
@@ -105,9 +112,10 @@ def main(argv=None):
             logging.info(f"{i}/{len(keys)} utterances scored for {len(systems)} systems "
                          f"({time.perf_counter() - t0:.1f} s, of which predicted MOS {mos_s:.1f} s: "
                          f"{mos_s / max(audio_s, 1e-9):.3f} s per second of audio)")
-    for (_, scp, out, _), sys_rows in zip(systems, rows):
+    for (_, scp, out, _), sys_rows, sys_tracks in zip(systems, rows, tracks):
         text = "utt\t" + "\t".join(COLUMNS) + "\n"
         text += "".join(k + "\t" + "\t".join(f"{v:.5f}" for v in vals) + "\n" for k, *vals in sys_rows)
+        write_f0_tracks(f0_tracks_path(out), sys_tracks)
         write_atomic(out, text)
         with warnings.catch_warnings():  # a column may be NaN throughout (no mels given, nothing voiced in both)
             warnings.simplefilter("ignore", RuntimeWarning)

@@ -656,13 +656,14 @@ if [ ${stage} -le 7 ] && [ ${stop_stage} -ge 7 ]; then
     # analysis-synthesis: the reference's).
     _sopts="${feats_cli_opts} --f0min ${f0min} --f0max ${f0max}"
     score_set() {
-        local dset=$1 _sys _scores _logdir _mel _opts i n
+        local dset=$1 _sys _scores _logdir _mel _opts _t i n
         shift
         local _todo=()
         for _sys in "$@"; do
             _scores=${_sys}/${dset}/scores_${_vtag}.tsv
             [ -f "${_sys}/${dset}/wav_${_vtag}/wav.scp" ] || continue  # a dev-only decode, on eval
             if [ -f "${_scores}" ] && [ "${_scores}" -nt "${_sys}/${dset}/wav_${_vtag}/wav.scp" ] \
+                    && [ -f "${_scores%.tsv}.f0.tsv" ] \
                     && [ "$(cat "${_scores%.tsv}.settings" 2>/dev/null)" = "${_sopts}" ]; then
                 log "Stage 7: ${_scores} is up to date"
             else
@@ -686,12 +687,17 @@ if [ ${stage} -le 7 ] && [ ${stop_stage} -ge 7 ]; then
             ${python} -m ebm.bin.score_wavs --ref_wav_scp "${data_feats}/${dset}/wav.scp" \
                 --key_file "${_logdir}/keys.JOB.scp" ${_sopts} ${_opts} \
             || die_with_logs "scoring ${dset} failed (logs: ${_logdir}/score.*.log)" "${_logdir}"/score.*.log
+        # Each system's table and, beside it, its F0 on the reference's frames (the results' pitch comparison
+        # on common voiced frames reads these rather than analysing the signals again); the table goes last.
         for i in "${!_todo[@]}"; do
             _scores=${_todo[$i]}/${dset}/scores_${_vtag}.tsv
-            { head -n 1 "${_logdir}/scores.${i}.1.tsv"
-              for n in $(seq "${_nj}"); do tail -n +2 "${_logdir}/scores.${i}.${n}.tsv"; done | LC_ALL=C sort
-            } > "${_scores}.tmp"
+            for _t in "" .f0; do
+                { head -n 1 "${_logdir}/scores.${i}.1${_t}.tsv"
+                  for n in $(seq "${_nj}"); do tail -n +2 "${_logdir}/scores.${i}.${n}${_t}.tsv"; done | LC_ALL=C sort
+                } > "${_scores%.tsv}${_t}.tsv.tmp"
+            done
             echo "${_sopts}" > "${_scores%.tsv}.settings.tmp"
+            mv "${_scores%.tsv}.f0.tsv.tmp" "${_scores%.tsv}.f0.tsv"
             mv "${_scores}.tmp" "${_scores}"
             mv "${_scores%.tsv}.settings.tmp" "${_scores%.tsv}.settings"
         done

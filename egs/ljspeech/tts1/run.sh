@@ -14,7 +14,7 @@
 # can; without them the recipe stops before stage 1 saying how to install them.
 # Without either option, stage 3 trains Tacotron 2 on characters here.
 # Cost per stage on 2 CPU cores, projected by ebm.bin.benchmark_stages (README.md, "Cost"): 3 the import
-# (seconds), 4 about 3 h (batched decoding), 5 about 600 h at train_ebm_score.yaml's 100 x 500 updates (GPU work),
+# (seconds), 4 about 3 h (batched decoding), 5 about 650 h at train_ebm_score.yaml's 100 x 500 updates (GPU work),
 # 6 about 30 min, 7 about 3 h. Each run appends its measured stage times to exp/stage_times.tsv.
 # Stage 6 sweeps the score EBM as on cathy, the real-speech recipe searched here (best there: 8 steps, lambda 1.5).
 set -euo pipefail

@@ -85,7 +85,15 @@ def test_training_goes_on_past_the_rule_by_the_extension(recipe):
     assert target == 2 * e and int(fired.group(3)) == e
     assert f"finished: the early-stopping rule fired at epoch {e}" in proc.stderr
     assert (recipe / "exp/tts_extend/train.loss.ave.pth").exists()
+    # the models the rule's stop selected, kept before the extension replaced them
+    at_rule = recipe / "exp/tts_extend/at_rule"
+    assert "the models selected at the rule's stop are kept in exp/tts_extend/at_rule" in proc.stderr
+    assert (at_rule / "train.loss.ave.pth").is_file() and not (at_rule / "train.loss.ave.pth").is_symlink()
     import torch
+
+    sd_rule = torch.load(at_rule / "train.loss.ave.pth", map_location="cpu")
+    sd_end = torch.load(recipe / "exp/tts_extend/train.loss.ave.pth", map_location="cpu")
+    assert any(not torch.equal(sd_rule[k], sd_end[k]) for k in sd_end)  # trained on after the snapshot
 
     state = torch.load(recipe / "exp/tts_extend/checkpoint.pth", map_location="cpu", weights_only=False)
     assert state["reporter"]["epoch"] == target

@@ -28,7 +28,7 @@ espnet_train() {
     # A training that has ended (by the early-stopping rule or at its epoch cap) is not trained further on a re-run:
     # ESPnet's trainer would train one more epoch before it checks the rule again. With --extend, a training that
     # the rule stopped goes on for a second run of the trainer, to the epoch that training_state names.
-    local config="" i state status reason more pass passes=1 args=("$@")
+    local config="" i state status reason more pass passes=1 args=("$@") _f
     for i in "${!args[@]}"; do [ "${args[$i]}" != --config ] || config=${args[$((i + 1))]}; done
     [ "${extend}" = 1 ] || passes=2
     for pass in $(seq $((passes + 1))); do
@@ -42,6 +42,17 @@ espnet_train() {
         fi
         log "${exp}: ${reason}"
         [ ${pass} -le ${passes} ] || return 0
+        if [ -n "${more}" ] && [ ! -d "${exp}/at_rule" ]; then
+            # Before the extension overwrites them, keep the models the rule's stop selected, so that the longer
+            # training can be checked against them (decode both on dev, as the recipes' READMEs do). The trainer
+            # writes its averages only when it ends, so until the extension ends they are still the rule's.
+            rm -rf "${exp}/at_rule.tmp" && mkdir "${exp}/at_rule.tmp" || die "cannot write ${exp}/at_rule.tmp"
+            for _f in "${exp}"/*.ave.pth "${exp}"/*.best.pth; do
+                [ ! -e "${_f}" ] || cp -L "${_f}" "${exp}/at_rule.tmp/" || die "cannot copy ${_f} to ${exp}/at_rule.tmp"
+            done
+            mv "${exp}/at_rule.tmp" "${exp}/at_rule"
+            log "${exp}: the models selected at the rule's stop are kept in ${exp}/at_rule"
+        fi
         # shellcheck disable=SC2086
         ${python} -m espnet2.bin.launch --cmd "${cuda_cmd}" --log "${exp}/train.log" --ngpu "${ngpu}" \
             --num_nodes "${num_nodes}" --init_file_prefix "${exp}/.dist_init_" \

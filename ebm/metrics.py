@@ -342,11 +342,18 @@ def f0_on_ref_frames(ref: Dict[str, np.ndarray], gen: Dict[str, np.ndarray]) -> 
     return out
 
 
+def f0_track_pair(ref: Dict[str, np.ndarray], gen: Dict[str, np.ndarray]) -> Tuple[np.ndarray, np.ndarray]:
+    """``(ref_f0, gen_f0)`` on the reference's frames that have both F0 and a mel-cepstrum: what
+    :func:`common_voiced_f0_tracks` compares, and what stage 7's scoring stores per system."""
+    track = f0_on_ref_frames(ref, gen)
+    return ref["f0"][:len(track)], track
+
+
 def common_voiced_f0(ref: Dict[str, np.ndarray], gens) -> Dict[str, np.ndarray]:
     """Pitch accuracy of several systems (:func:`analyse` results) on one set of frames: those voiced in the
-    reference and in every system (:func:`common_voiced_f0_tracks` of their :func:`f0_on_ref_frames`)."""
-    tracks = [f0_on_ref_frames(ref, g) for g in gens]
-    return common_voiced_f0_tracks(ref["f0"][:len(tracks[0])], tracks)
+    reference and in every system (:func:`common_voiced_f0_tracks` of their :func:`f0_track_pair`)."""
+    pairs = [f0_track_pair(ref, g) for g in gens]
+    return common_voiced_f0_tracks(pairs[0][0], [g for _, g in pairs])
 
 
 def common_voiced_f0_tracks(ref_f0: np.ndarray, tracks) -> Dict[str, np.ndarray]:

@@ -4,10 +4,10 @@ paired bootstrap.
 Stage 7 (``ebm.bin.score_wavs``) writes one table per system with :data:`COLUMNS`; ``ebm.bin.make_results``
 reads them back with :func:`read_scores`. Beside each table it writes the system's F0 carried onto the
 reference's frames (:func:`write_f0_tracks`, :func:`f0_tracks_path`), so that the results' pitch comparison on
-common voiced frames (:func:`compare_tracks`) needs no second WORLD analysis. The F0 range options are named as in ESPnet's ``evaluate_f0.py`` and
-checked once here, because an octave error of the tracker decides log-F0 RMSE. :class:`Analyses`,
-:func:`compare` and :func:`summary` score several systems on the frames they all voice (``ebm.bin.compare_f0``,
-and the results table's diagnostic line).
+common voiced frames (:func:`compare_tracks`) needs no second WORLD analysis. The F0 range options are named as
+in ESPnet's ``evaluate_f0.py`` and checked once here, because an octave error of the tracker decides log-F0 RMSE.
+:class:`Analyses` and :func:`compare` (from wavs, ``ebm.bin.compare_f0``) or :func:`compare_tracks` (from the
+stored tracks, the results' verdict) and :func:`summary` score several systems on the frames they all voice.
 """
 
 import logging
@@ -117,22 +117,23 @@ class Analyses:
 
 
 def compare(ref, systems, keys=None):
-    """Per utterance, :func:`ebm.metrics.common_voiced_f0` of ``systems`` (a list of :class:`Analyses`) against
-    ``ref``: ``[(key, n_common, log_f0_rmse (S,), voiced_share (S,))]`` over the utterances all of them have."""
-    from ebm.metrics import common_voiced_f0
+    """Per utterance, the common-voiced-frame comparison of ``systems`` (a list of :class:`Analyses`) against
+    ``ref``: ``[(key, n_common, log_f0_rmse (S,), voiced_share (S,))]`` over the utterances all of them have.
+    The analyses give each system's F0 track table, which :func:`compare_tracks` compares."""
+    from ebm.metrics import f0_track_pair
 
     if keys is None:
         keys = sorted(set(ref.wavs).intersection(*[s.wavs for s in systems]))
     if not keys:
         raise EbmError(f"no utterance is in every wav.scp compared ({ref.what}, "
                        f"{', '.join(s.what for s in systems)}); check the paths")
-    rows = []
+    tables = [{} for _ in systems]
     for i, key in enumerate(keys, 1):
-        r = common_voiced_f0(ref[key], [s[key] for s in systems])
-        rows.append((key, r["n_common"], r["log_f0_rmse"], r["voiced_share"]))
+        for table, s in zip(tables, systems):
+            table[key] = f0_track_pair(ref[key], s[key])
         if i % 10 == 0 or i == len(keys):
-            logging.info(f"{i}/{len(keys)} utterances compared on common voiced frames")
-    return rows
+            logging.info(f"{i}/{len(keys)} utterances analysed for the common voiced frames")
+    return compare_tracks(tables, [s.what for s in systems])
 
 
 def compare_tracks(tables, what):

@@ -159,9 +159,8 @@ def test_common_voiced_f0_separates_pitch_from_voicing(ref):
     assert 0.3 < out["voiced_share"][0] < 0.7 and out["voiced_share"][1] > 0.9
 
 
-def test_compare_f0_cli(ref, tmp_path, capsys):
-    from ebm.bin import compare_f0
-
+def three_systems(ref, tmp_path):
+    """wav.scps of two utterances each: the reference, a system 10% sharp in pitch and one nearly the reference."""
     scps = {}
     for name, sig in (("ref", ref), ("base", voice(f0_scale=1.1, seed=2)), ("sys", ref + 0.001)):
         with open(tmp_path / f"{name}.scp", "w") as f:
@@ -169,6 +168,13 @@ def test_compare_f0_cli(ref, tmp_path, capsys):
                 sf.write(str(tmp_path / f"{name}_{utt}.wav"), sig, FS, subtype="PCM_16")
                 f.write(f"{utt} {tmp_path / f'{name}_{utt}.wav'}\n")
         scps[name] = str(tmp_path / f"{name}.scp")
+    return scps
+
+
+def test_compare_f0_cli(ref, tmp_path, capsys):
+    from ebm.bin import compare_f0
+
+    scps = three_systems(ref, tmp_path)
     out = tmp_path / "f0.tsv"
     compare_f0.main(["--ref_wav_scp", scps["ref"], "--system", "base", scps["base"], "--system", "sys", scps["sys"],
                      "--output", str(out), "--n_boot", "100"])
@@ -210,13 +216,7 @@ def test_score_wavs_f0_tracks_give_the_comparison_that_analysing_the_wavs_gives(
     from ebm.bin import score_wavs
     from ebm.scoring import Analyses, compare, compare_tracks, f0_tracks_path, read_f0_tracks
 
-    scps = {}
-    for name, sig in (("ref", ref), ("base", voice(f0_scale=1.1, seed=2)), ("sys", ref + 0.001)):
-        with open(tmp_path / f"{name}.scp", "w") as f:
-            for utt in ("u1", "u2"):
-                sf.write(str(tmp_path / f"{name}_{utt}.wav"), sig, FS, subtype="PCM_16")
-                f.write(f"{utt} {tmp_path / f'{name}_{utt}.wav'}\n")
-        scps[name] = str(tmp_path / f"{name}.scp")
+    scps = three_systems(ref, tmp_path)
     outs = [str(tmp_path / f"{name}.tsv") for name in ("base", "sys")]
     score_wavs.main(["--ref_wav_scp", scps["ref"], "--system", scps["base"], outs[0], "--system", scps["sys"],
                      outs[1]])

@@ -50,7 +50,7 @@ def check_systems(systems):
 def main(argv=None):
     args = get_parser().parse_args(argv)
     setup_logging()
-    from ebm.metrics import analyse, f0_on_ref_frames, mel_distance, predicted_mos, score_analyses
+    from ebm.metrics import analyse, f0_track_pair, mel_distance, predicted_mos, score_analyses
 
     f0_floor, f0_ceil = f0_range(args)
     opts = dict(n_shift=args.n_shift, f0_floor=f0_floor, f0_ceil=f0_ceil)
@@ -86,8 +86,7 @@ def main(argv=None):
                     raise EbmError(f"reference at {fs} Hz but {gens[key]} at {fs_gen} Hz; vocode at the recipe's fs")
                 gen_a = analyse(gen, fs, what=f"generated wav {gens[key]}", **opts)
                 s = score_analyses(ref_a, gen_a)
-                track = f0_on_ref_frames(ref_a, gen_a)
-                tracks[n].append((key, ref_a["f0"][:len(track)], track))
+                tracks[n].append((key, *f0_track_pair(ref_a, gen_a)))
                 if mel is None:
                     s["mel_distance"] = float("nan")
                 elif mel == REFERENCE_MEL:

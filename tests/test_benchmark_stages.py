@@ -30,7 +30,7 @@ def test_projection_counts_what_the_recipe_asks():
     assert out["7"][0] == pytest.approx((dev + ev) * 2.0 / 2)
     starts = {"start of a Langevin decoding job": 5.0, "start of a vocoding job": 2.0, "start of a scoring job": 3.0}
     with_starts = project("x", spec, {**UNITS, **starts}, 2.0, None, jobs=2)
-    assert with_starts["6"][0] == pytest.approx(out["6"][0] + 2 * 3 * 5.0)  # a job per setting and set
+    assert with_starts["6"][0] == pytest.approx(out["6"][0] + 2 * 5.0)  # a job per set for the whole grid
     assert with_starts["7"][0] == pytest.approx(out["7"][0] + 2 * (2.0 + 3.0))  # a vocoding and a scoring call per set
     assert "8 systems x 10 dev and 4 x 20 eval" in out["7"][1]
 

@@ -93,3 +93,46 @@ def test_a_missing_or_foreign_settings_file_is_named(tmp_path, capsys):
     code, err = run(["--settings", str(tmp_path / "other.yaml"), "--text", "t", "--init_scp", "s", "--output_dir",
                      str(tmp_path / "o")], capsys)
     assert code == 1 and "no 'sampler' mapping" in err
+
+
+def test_a_sweep_decodes_each_setting_as_its_own_call_would(ebm_files, tmp_path, capsys, monkeypatch):  # noqa: F811
+    """--sweep (stage 6's grid in one process): each decode equals the lone call with the same overrides, its
+    settings.yaml records its own options, and the model loads once."""
+    cfg = tmp_path / "decode.yaml"
+    cfg.write_text(CONFIG)
+    base = ["--model_file", str(ebm_files / "model.pth"), "--train_config", str(ebm_files / "config.yaml"),
+            "--config", str(cfg), "--text", str(ebm_files / "text"), "--init_scp", str(ebm_files / "feats.scp")]
+    grid = [("a", "-", []), ("b", "steps=1,step_size=0.1", ["--steps", "1", "--step_size", "0.1"]),
+            ("c", "sigma=0", ["--sigma", "0"])]
+    sweep = [a for name, ov, _ in grid for a in ("--sweep", str(tmp_path / "sweep" / name), ov)]
+    from ebm.task import EBMTask
+    loads = []
+    build = EBMTask.build_model_from_file
+    monkeypatch.setattr(EBMTask, "build_model_from_file", lambda *a, **k: loads.append(a) or build(*a, **k))
+    code, err = run([*base, *sweep], capsys)
+    assert code in (0, None), err
+    assert len(loads) == 1  # one model load for the three decodes
+    for name, _, opts in grid:
+        code, err = run([*base, *opts, "--output_dir", str(tmp_path / "alone" / name)], capsys)
+        assert code in (0, None), err
+        swept, alone = _feats(tmp_path / "sweep" / name), _feats(tmp_path / "alone" / name)
+        assert sorted(swept) == sorted(alone) == ["u1", "u2"]
+        for k in swept:
+            np.testing.assert_array_equal(swept[k], alone[k])
+        assert yaml.safe_load((tmp_path / "sweep" / name / "settings.yaml").read_text()) == \
+            yaml.safe_load((tmp_path / "alone" / name / "settings.yaml").read_text())
+    assert yaml.safe_load((tmp_path / "sweep/b/settings.yaml").read_text())["sampler"]["steps"] == 1
+    assert not np.array_equal(_feats(tmp_path / "sweep/a")["u1"], _feats(tmp_path / "sweep/b")["u1"])
+
+
+@pytest.mark.parametrize("extra,message", [
+    (("--sweep", "o1", "steps=two"), "steps=two is not int"),
+    (("--sweep", "o1", "stepz=2"), "'stepz=2' is not KEY=VALUE"),
+    (("--sweep", "o1", "steps=2,steps=3"), "set steps twice"),
+    (("--sweep", "o1", "-", "--output_dir", "o2"), "not both"),
+    ((), "not both and not neither"),
+])
+def test_a_bad_sweep_is_refused_before_any_model_loads(tmp_path, capsys, extra, message):
+    code, err = run(["--model_file", "m.pth", "--train_config", "c.yaml", "--text", "t", "--init_scp", "s",
+                     *extra], capsys)
+    assert code == 1 and message in err, err  # m.pth does not exist: a load would have failed with another error

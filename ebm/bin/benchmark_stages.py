@@ -8,8 +8,8 @@ audio, with random weights (a network's cost depends on its size and its inputs'
 - one Langevin step (stage 6) through ``ESPnetEBMModel.inference``;
 - stage 7 on real recordings (``--wav_scp``): Griffin-Lim, the per-signal analysis that MCD and F0 need (mel-cepstra
   and WORLD harvest), DistillMOS, and the mel distance's DTW;
-- the start of a job's process (CPU seconds of its imports), which stage 6 pays per setting and set, and stage 7
-  per set (one vocoding and one scoring call for all systems): at mini_espeak's size a large share of stage 6.
+- the start of a job's process (CPU seconds of its imports), which stages 6 and 7 pay per set (one Langevin
+  decoding call for the whole grid; one vocoding and one scoring call for all systems).
 
 Stage 4 (Tacotron 2 decoding) comes from ``ebm.bin.benchmark_decoding``'s JSON (``--decoding_json``). The
 projection multiplies each unit by what a corpus's recipe asks of it (``CORPORA``: set sizes, mean duration,
@@ -160,7 +160,7 @@ def stage7_units(wavs, iters):
     return units
 
 
-# What a job of each stage imports before its first utterance (a new process per job and per setting or system):
+# What a job of each stage imports before its first utterance (a new process per job, set and stage):
 # the EBM task (ESPnet's TTS task), the vocoder (librosa), the scorer (WORLD, SPTK and DistillMOS with its weights).
 JOB_STARTS = {
     "Langevin decoding job": "import ebm.task, ebm.langevin",
@@ -220,10 +220,10 @@ def project(name, spec, units, seconds, decoding, jobs, t2_epochs=None):
     out["5"] = (units[f"{name} EBM update"] * utts * seconds,
                 f"{ebm.get('max_epoch', 1)} epochs x {iters} updates x {per_update} utterances")
     steps = sum(spec["settings"])
-    starts = 2 * len(spec["settings"]) * units.get("start of a Langevin decoding job", 0.0)  # jobs side by side
+    starts = 2 * units.get("start of a Langevin decoding job", 0.0)  # per set (dev, eval); jobs side by side
     out["6"] = (units[f"{name} Langevin step"] * steps * held * seconds / jobs + starts,
                 f"{len(spec['settings'])} settings, {steps} steps in all, on {held} dev+eval utterances; a job per "
-                "setting, set and core")
+                "set and core for the whole grid")
     # dev: analysis-synthesis, Tacotron 2, 3 controls and every setting; eval: the first two, the control and the
     # setting dev chose (stage 7 evaluates eval at the dev choices only)
     on_dev, on_eval = 2 + 3 + len(spec["settings"]), 2 + 1 + 1

@@ -11,6 +11,11 @@ EBM's energy plus each expert's weighted energy.
 ``--settings DECODE_DIR/settings.yaml`` decodes with the settings an earlier decode wrote (tts.sh's
 ``--ebm_decode_like``): its sampler options and batch size, its EBM and, for a product of experts, its experts
 and weights. Decode directory names are labels; nothing is read back from them.
+
+``--sweep OUTPUT_DIR OVERRIDES`` (repeatable, instead of ``--output_dir``) runs several decodes of the same EBM
+and hypotheses in one process, each with its own sampler options over the config's: stage 6's grid. Starting
+Python, ESPnet and the model costs far more than a few Langevin steps over a small set, so a grid of one process
+per setting spent most of its time starting up.
 """
 
 import argparse
@@ -40,7 +45,11 @@ def get_parser():
     p.add_argument("--text", required=True, help="Kaldi text")
     p.add_argument("--init_scp", required=True, help="initial hypotheses: denormalised feats.scp (npy)")
     p.add_argument("--key_file", default=None)
-    p.add_argument("--output_dir", required=True)
+    p.add_argument("--output_dir", default=None, help="where the decode goes (or --sweep)")
+    p.add_argument("--sweep", nargs=2, action="append", default=[], metavar=("OUTPUT_DIR", "OVERRIDES"),
+                   help="one decode of a grid into OUTPUT_DIR (repeatable): OVERRIDES are comma-separated "
+                        "KEY=VALUE of " + ", ".join(OVERRIDES) + " over the config and the command line's, or '-' "
+                        "for none")
     p.add_argument("--steps", type=int, default=None, help="overrides the config's steps (sweeps)")
     p.add_argument("--step_size", type=float, default=None, help="overrides the config's step_size")
     p.add_argument("--sigma", type=float, default=None, help="overrides the config's sigma")
@@ -55,8 +64,30 @@ def get_parser():
     return p
 
 
-#: The sampler options the command line sets over the decode config (stage 6's sweeps).
-OVERRIDES = ("steps", "step_size", "sigma", "drift_min_bin", "noise_level_max")
+#: The sampler options the command line and ``--sweep`` set over the decode config (stage 6's grid), with types.
+OVERRIDE_TYPES = dict(steps=int, step_size=float, sigma=float, drift_min_bin=int, noise_level_max=float)
+OVERRIDES = tuple(OVERRIDE_TYPES)
+
+
+def sweep_overrides(text):
+    """``KEY=VALUE,...`` of one ``--sweep`` item (or ``-``) -> {key: typed value}."""
+    if text.strip() in ("", "-"):
+        return {}
+    out = {}
+    for item in text.split(","):
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or key not in OVERRIDE_TYPES:
+            raise EbmError(f"--sweep overrides '{text}': '{item}' is not KEY=VALUE with KEY one of "
+                           f"{', '.join(OVERRIDES)}; write e.g. steps=3,step_size=2.0 (or '-' for none)")
+        if key in out:
+            raise EbmError(f"--sweep overrides '{text}' set {key} twice; give it once")
+        try:
+            out[key] = OVERRIDE_TYPES[key](value)
+        except ValueError:
+            raise EbmError(f"--sweep overrides '{text}': {key}={value} is not {OVERRIDE_TYPES[key].__name__}; "
+                           "fix the value") from None
+    return out
 
 
 def _criterion(train_args):
@@ -161,6 +192,12 @@ def describe(sampler, train_args, energy, experts, args, batch_size):
 def main(argv=None):
     args = get_parser().parse_args(argv)
     setup_logging()
+    if bool(args.output_dir) == bool(args.sweep):
+        raise EbmError("give --output_dir (one decode) or --sweep OUTPUT_DIR OVERRIDES (several), not both "
+                       "and not neither")
+    if args.settings and any(sweep_overrides(o) for _, o in args.sweep):
+        raise EbmError(f"--settings {args.settings} already holds the decode options; give '-' as the --sweep "
+                       "overrides (a grid is given with --config and --sweep)")
     conf = {}
     if args.settings:
         conf = settings_options(args)
@@ -179,25 +216,31 @@ def main(argv=None):
     for key in OVERRIDES:
         if getattr(args, key) is not None:
             conf[key] = getattr(args, key)
-    try:
-        sampler = langevin_from_config(conf)
-    except ValueError as e:  # a bad value in the decode config or on the command line
-        raise EbmError(f"{e} (decode config {args.settings or args.config or '-'} and the command line's "
-                       f"{'/'.join('--' + k for k in OVERRIDES)}); fix the value") from None
+    # every sampler is built (and so checked) before anything loads
+    decodes = []
+    for out, overrides in args.sweep or [(args.output_dir, "-")]:
+        try:
+            decodes.append((out, langevin_from_config({**conf, **sweep_overrides(overrides)})))
+        except ValueError as e:  # a bad value in the decode config, on the command line or in a sweep item
+            raise EbmError(f"{e} (decode config {args.settings or args.config or '-'}, the command line's "
+                           f"{'/'.join('--' + k for k in OVERRIDES)} and --sweep {out} {overrides}); "
+                           "fix the value") from None
 
     with contextlib.redirect_stdout(io.StringIO()):  # espnet prints import notices on stdout
-        from espnet2.fileio.npy_scp import NpyScpReader, NpyScpWriter
+        from espnet2.fileio.npy_scp import NpyScpReader
 
         from ebm.task import EBMTask
     device = "cuda" if args.ngpu > 0 else "cpu"
     model, train_args = EBMTask.build_model_from_file(args.train_config, args.model_file, device)
     model.eval()
     energy, experts = load_experts(args, model, train_args, device)
-    try:
-        sampler.check_network(energy)
-    except ValueError as e:
-        raise EbmError(f"{e} (model {args.train_config}, decode config {args.config or args.settings or '(none)'}; "
-                       "an annealed one: conf/decode_ebm_annealed.yaml)") from None
+    for _, sampler in decodes:
+        try:
+            sampler.check_network(energy)
+        except ValueError as e:
+            raise EbmError(f"{e} (model {args.train_config}, decode config "
+                           f"{args.config or args.settings or '(none)'}; an annealed one: "
+                           "conf/decode_ebm_annealed.yaml)") from None
     preprocess = EBMTask.build_preprocess_fn(train_args, False)
     texts = dict(read_scp(args.text))
     inits = NpyScpReader(args.init_scp)
@@ -207,22 +250,34 @@ def main(argv=None):
         raise EbmError(f"{len(missing)} utterances have no hypothesis in {args.init_scp} or no text in "
                        f"{args.text}, e.g. {missing[:3]}; rerun stage 4 for this set")
     keys.sort(key=lambda k: len(inits[k]), reverse=True)
+    batches = []  # read once, refined by every decode
+    for start in range(0, len(keys), batch_size):
+        batch = keys[start:start + batch_size]
+        tokens = [torch.as_tensor(preprocess(k, {"text": texts[k]})["text"]) for k in batch]
+        feats = [torch.as_tensor(np.asarray(inits[k], dtype=np.float32)) for k in batch]
+        batches.append((batch, tokens, feats))
+    for out, sampler in decodes:
+        refine(out, sampler, model, energy, batches, len(keys), record_every, device, args)
+        settings = describe(sampler, train_args, energy, experts, args, batch_size)
+        write_atomic(f"{out}/settings.yaml", yaml.safe_dump(settings))
 
-    os.makedirs(args.output_dir, exist_ok=True)
+
+def refine(out, sampler, model, energy, batches, num_keys, record_every, device, args):
+    """One decode of every batch into ``out`` (ESPnet's decode layout, plus energy, stopped and rtf)."""
+    from espnet2.fileio.npy_scp import NpyScpWriter
+
+    os.makedirs(out, exist_ok=True)
     energy_lines, stop_lines, rtf_lines = [], [], []
-    out = args.output_dir
     # the feats.scp are written under a temporary name and renamed once every utterance passed its check
     scps = {sub: (f"{out}/{sub}/feats.scp.tmp", f"{out}/{sub}/feats.scp") for sub in ("norm", "denorm")}
     for tmp, final in scps.values():
         for path in (tmp, final):
             if os.path.exists(path):
                 os.remove(path)
+    done = 0
     with NpyScpWriter(f"{out}/norm", scps["norm"][0]) as norm_w, \
             NpyScpWriter(f"{out}/denorm", scps["denorm"][0]) as denorm_w:
-        for start in range(0, len(keys), batch_size):
-            batch = keys[start:start + batch_size]
-            tokens = [torch.as_tensor(preprocess(k, {"text": texts[k]})["text"]) for k in batch]
-            feats = [torch.as_tensor(np.asarray(inits[k], dtype=np.float32)) for k in batch]
+        for batch, tokens, feats in batches:
             tl = torch.tensor([len(t) for t in tokens])
             fl = torch.tensor([len(f) for f in feats])
             text = torch.nn.utils.rnn.pad_sequence(tokens, batch_first=True).to(device)
@@ -231,8 +286,9 @@ def main(argv=None):
             out_batch = model.inference(text, tl.to(device), y, fl.to(device), sampler, energy, record_every)
             seconds = time.perf_counter() - t0
             res, denorm = out_batch["result"], out_batch["feat_gen_denorm"]
-            logging.info(f"{min(start + batch_size, len(keys))}/{len(keys)} utterances refined "
-                         f"({sampler.steps} steps, {seconds:.1f} s for this batch)")
+            done += len(batch)
+            logging.info(f"{done}/{num_keys} utterances refined ({sampler.steps} steps, {seconds:.1f} s for this "
+                         "batch)")
             for i, k in enumerate(batch):
                 n = int(fl[i])
                 problem = output_problem(res.feats[i, :n])
@@ -251,10 +307,8 @@ def main(argv=None):
         os.replace(tmp, final)
     for name, lines in [("energy", energy_lines), ("stopped", stop_lines), ("rtf", rtf_lines)]:
         write_atomic(f"{out}/{name}", "".join(sorted(lines)))
-    settings = describe(sampler, train_args, energy, experts, args, batch_size)
-    write_atomic(f"{out}/settings.yaml", yaml.safe_dump(settings))
     e = np.array([[float(v) for v in line.split()[1:]] for line in energy_lines])
-    logging.info(f"{len(keys)} utterances, {sampler.steps} steps: mean energy {e[:, 0].mean():.4g} -> "
+    logging.info(f"{num_keys} utterances, {sampler.steps} steps: mean energy {e[:, 0].mean():.4g} -> "
                  f"{e[:, -1].mean():.4g}; {len(stop_lines)} chains stopped early -> {out}")
 
 

@@ -504,30 +504,46 @@ fi
 
 if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
     stage_timer 6
-    # ebm_decode_set DECODE_DIR SET INIT LANGEVIN_DECODE_OPTIONS...: decode SET from stage 4's INIT decode into
-    # DECODE_DIR/SET (jobs merged), its settings.yaml beside the sets in DECODE_DIR
+    # ebm_decode_set SET INIT GRID LANGEVIN_DECODE_OPTIONS...: decode SET from stage 4's INIT decode into each
+    # DECODE_DIR/SET of GRID (lines "DECODE_DIR OVERRIDES", OVERRIDES as langevin_decode --sweep takes them), its
+    # settings.yaml beside the sets in DECODE_DIR. One call of ${nj} jobs decodes the whole grid: a job's start
+    # (Python, ESPnet, the model) costs more than a few Langevin steps over a small set. Jobs merged per decode.
     ebm_decode_set() {
-        local _dir=$1/$2 _set=$2 _iname=$3 _init=${tts_exp}/decode_$3/$2/denorm/feats.scp _logdir _f
+        local _set=$1 _iname=$2 _grid=$3 _init=${tts_exp}/decode_$2/$1/denorm/feats.scp _logdir _f _dir _ov
+        local _dirs=() _sweep=()
         shift 3
         [ -f "${_init}" ] || die "${_init} is missing: run stage 4"
-        _logdir=${_dir}/log
-        log "Stage 6: Langevin decoding of ${_set} from ${_iname} ($(basename "$(dirname "${_dir}")"); ${nj} jobs) -> ${_dir}"
-        rm -rf "${_dir}"
-        mkdir -p "${_logdir}"
+        while read -r _dir _ov; do
+            [ -n "${_dir}" ] || continue
+            _dirs+=("${_dir}/${_set}")
+            _sweep+=(--sweep "${_dir}/${_set}/log/output.JOB" "${_ov:--}")
+        done <<< "${_grid}"
+        # the grid's job logs and key lists: in the first decode's log dir, linked from the others'
+        _logdir=${_dirs[0]}/log
+        log "Stage 6: Langevin decoding of ${_set} from ${_iname}: ${#_dirs[@]} decode(s) in one call of ${nj} jobs (logs: ${_logdir}/langevin.*.log) -> $(printf '%s ' "${_dirs[@]}")"
+        for _dir in "${_dirs[@]}"; do
+            rm -rf "${_dir}"
+            mkdir -p "${_dir}/log"
+        done
         split_for_jobs "${data_feats}/${_set}/text" "${_logdir}/keys"
         # shellcheck disable=SC2086
         ${infer_cmd} --gpu "${infer_ngpu}" JOB=1:"${_nj}" "${_logdir}/langevin.JOB.log" \
             ${python} -m ebm.bin.langevin_decode --ngpu "${infer_ngpu}" "$@" \
                 --text "${data_feats}/${_set}/text" --init_scp "${_init}" --init_name "${_iname}" \
-                --key_file "${_logdir}/keys.JOB.scp" --output_dir "${_logdir}/output.JOB" \
+                --key_file "${_logdir}/keys.JOB.scp" "${_sweep[@]}" \
             || die_with_logs "Langevin decoding of ${_set} failed (logs: ${_logdir}/langevin.*.log)" \
                 "${_logdir}"/langevin.*.log
-        mkdir -p "${_dir}"/{norm,denorm}
-        for _f in norm/feats.scp denorm/feats.scp energy stopped rtf; do
-            merge_jobs "${_logdir}/output.JOB/${_f}" "${_dir}/${_f}"
+        for _dir in "${_dirs[@]}"; do
+            [ "${_dir}/log" = "${_logdir}" ] || for _f in "${_logdir}"/langevin.*.log; do
+                ln -sfn "$(realpath --relative-to="${_dir}/log" "${_f}")" "${_dir}/log/$(basename "${_f}")"
+            done
+            mkdir -p "${_dir}"/{norm,denorm}
+            for _f in norm/feats.scp denorm/feats.scp energy stopped rtf; do
+                merge_jobs "${_dir}/log/output.JOB/${_f}" "${_dir}/${_f}"
+            done
+            cp "${_dir}/log/output.1/settings.yaml" "$(dirname "${_dir}")/settings.yaml"
+            log "$(wc -l < "${_dir}/stopped") of $(wc -l < "${_dir}/rtf") chains stopped early (see ${_dir}/stopped)"
         done
-        cp "${_logdir}/output.1/settings.yaml" "$(dirname "${_dir}")/settings.yaml"
-        log "$(wc -l < "${_dir}/stopped") of $(wc -l < "${_dir}/rtf") chains stopped early (see ${_dir}/stopped)"
     }
   if [ -n "${ebm_decode_like}" ]; then  # the settings of an earlier decode, read from its settings.yaml
     _settings=${ebm_decode_like}/settings.yaml
@@ -536,7 +552,7 @@ if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
         "${_settings}") || die "cannot read ${_settings}"
     [ -n "${_like_init}" ] || die "${_settings} names no initial hypotheses (init); decode again with stage 6"
     for dset in ${ebm_decode_sets:-${dev_set} ${eval_sets}}; do
-        ebm_decode_set "${ebm_decode_like}" "${dset}" "${_like_init}" --settings "${_settings}"
+        ebm_decode_set "${dset}" "${_like_init}" "${ebm_decode_like} -" --settings "${_settings}"
     done
   else
     [ -e "${ebm_exp}/${ebm_inference_model}" ] || die "no EBM at ${ebm_exp}/${ebm_inference_model}: run stage 5"
@@ -555,28 +571,30 @@ if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
         done
         log "Stage 6: product of experts ${ebm_weight} x ${ebm_exp} + ${ebm_experts} -> ${_decode_exp}"
     fi
+    _grid=""  # one line per decode: its directory (a label) and its overrides of the decode config
     for _steps in ${ebm_decode_steps:-config}; do
         for _lambda in ${ebm_decode_step_sizes:-config}; do
             for _sigma in ${ebm_decode_sigmas:-config}; do
               for _minbin in ${ebm_decode_drift_min_bins:-config}; do
                for _nlmax in ${ebm_decode_noise_level_maxs:-config}; do
-                _tag=langevin; _opt=""
-                [ "${_steps}" = config ] || { _tag+=_steps${_steps}; _opt+=" --steps ${_steps}"; }
-                [ "${_lambda}" = config ] || { _tag+=_lambda${_lambda}; _opt+=" --step_size ${_lambda}"; }
-                [ "${_sigma}" = config ] || { _tag+=_sigma${_sigma}; _opt+=" --sigma ${_sigma}"; }
-                [ "${_minbin}" = config ] || { _tag+=_minbin${_minbin}; _opt+=" --drift_min_bin ${_minbin}"; }
-                [ "${_nlmax}" = config ] || { _tag+=_nlmax${_nlmax}; _opt+=" --noise_level_max ${_nlmax}"; }
-                _tag+=${_poe_tag}; _opt+=" ${_poe_opt}"
-                for dset in ${ebm_decode_sets:-${dev_set} ${eval_sets}}; do
-                    # shellcheck disable=SC2086
-                    ebm_decode_set "${_decode_exp}/decode_${_tag}_from_${ebm_init}" "${dset}" "${ebm_init}" \
-                        --model_file "${ebm_exp}/${ebm_inference_model}" --train_config "${ebm_exp}/config.yaml" \
-                        ${ebm_inference_config:+--config "${ebm_inference_config}"} ${_opt}
-                done
+                _tag=langevin; _ov=""
+                [ "${_steps}" = config ] || { _tag+=_steps${_steps}; _ov+=,steps=${_steps}; }
+                [ "${_lambda}" = config ] || { _tag+=_lambda${_lambda}; _ov+=,step_size=${_lambda}; }
+                [ "${_sigma}" = config ] || { _tag+=_sigma${_sigma}; _ov+=,sigma=${_sigma}; }
+                [ "${_minbin}" = config ] || { _tag+=_minbin${_minbin}; _ov+=,drift_min_bin=${_minbin}; }
+                [ "${_nlmax}" = config ] || { _tag+=_nlmax${_nlmax}; _ov+=,noise_level_max=${_nlmax}; }
+                _ov=${_ov#,}
+                _grid+="${_decode_exp}/decode_${_tag}${_poe_tag}_from_${ebm_init} ${_ov:--}"$'\n'
                done
               done
             done
         done
+    done
+    for dset in ${ebm_decode_sets:-${dev_set} ${eval_sets}}; do
+        # shellcheck disable=SC2086
+        ebm_decode_set "${dset}" "${ebm_init}" "${_grid}" \
+            --model_file "${ebm_exp}/${ebm_inference_model}" --train_config "${ebm_exp}/config.yaml" \
+            ${ebm_inference_config:+--config "${ebm_inference_config}"} ${_poe_opt}
     done
   fi
 fi

@@ -9,11 +9,11 @@
 #   stage 3: decode eval at each EBM's chosen setting only, with the settings its dev decode recorded in its
 #            settings.yaml (stage 6 with --ebm_decode_like), and score it (stage 7): RESULTS.md's verdict
 # The grid file has one line per grid: train config, decode config, then comma-separated steps, lambdas, sigmas
-# (an EBM may have several lines). Optional further fields: drift_min_bin=LIST sweeps the first mel bin the drift
-# moves (e.g. drift_min_bin=0,40; the old spelling minbin= works too); noise_level_max=LIST sweeps where an
-# annealed chain starts (noise-conditional EBMs, e.g. noise_level_max=0.3,0.6); OWN_WEIGHT+EXPERT_TRAIN_CONFIG:WEIGHT[+...]
-# decodes a product of experts instead of the EBM alone, e.g. 0.7+conf/tuning/train_ebm_score_tffr.yaml:0.3; each
-# expert must be trained by an earlier line.
+# (`config`: the decode config's value, untagged, as in run.sh's sweep; an EBM may have several lines). Optional
+# fields: drift_min_bin=LIST sweeps the first mel bin the drift moves (e.g. drift_min_bin=0,40; the old spelling
+# minbin= works too); noise_level_max=LIST sweeps where an annealed chain starts (noise-conditional EBMs, e.g.
+# noise_level_max=0.3,0.6); OWN_WEIGHT+EXPERT_TRAIN_CONFIG:WEIGHT[+...] decodes a product of experts instead of the
+# EBM alone, e.g. 0.7+conf/tuning/train_ebm_score_tffr.yaml:0.3; each expert must be trained by an earlier line.
 # Every other option goes to run.sh unchanged (e.g. --vocoder_file, --nj).
 set -euo pipefail
 

@@ -32,10 +32,10 @@ def test_recipe_has_the_shared_pieces(recipe):
 
 @pytest.mark.parametrize("recipe", RECIPES, ids=[r.parent.name for r in RECIPES])
 def test_search_grid_names_existing_configs(recipe):
-    """Each line of conf/search.txt: train config, decode config, then steps, lambdas and sigmas as number lists;
-    optional drift_min_bin=LIST (mel bin indices) and noise_level_max=LIST (an annealed decode config's starting
-    levels); an optional last field composes experts whose configs exist and are
-    trained by an earlier line."""
+    """Each line of conf/search.txt: train config, decode config, then steps, lambdas and sigmas as number lists
+    (or `config`); optional drift_min_bin=LIST (mel bin indices) and noise_level_max=LIST (an annealed decode
+    config's starting levels); an optional last field composes experts whose configs exist and are trained by an
+    earlier line."""
     lines = [line.split() for line in (recipe / "conf/search.txt").read_text().splitlines()
              if line.strip() and not line.lstrip().startswith("#")]
     assert lines, f"{recipe.name}: empty search grid"
@@ -50,8 +50,8 @@ def test_search_grid_names_existing_configs(recipe):
             fields.remove(extra)
         assert len(fields) in (5, 6), f"{recipe.name}: {fields}"
         assert (recipe / fields[0]).is_file() and (recipe / fields[1]).is_file(), f"{recipe.name}: {fields}"
-        for values in fields[2:5]:
-            [float(v) for v in values.split(",")]
+        for values in fields[2:5]:  # number lists, or `config`: the decode config's value
+            [float(v) for v in values.split(",") if values != "config"]
         if len(fields) == 6:
             own, *experts = fields[5].split("+")
             assert float(own) > 0 and experts, f"{recipe.name}: {fields}"

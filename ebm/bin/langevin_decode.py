@@ -50,11 +50,13 @@ def get_parser():
                    help="one decode of a grid into OUTPUT_DIR (repeatable): OVERRIDES are comma-separated "
                         "KEY=VALUE of " + ", ".join(OVERRIDES) + " over the config and the command line's, or '-' "
                         "for none")
-    p.add_argument("--steps", type=int, default=None, help="overrides the config's steps (sweeps)")
-    p.add_argument("--step_size", type=float, default=None, help="overrides the config's step_size")
-    p.add_argument("--sigma", type=float, default=None, help="overrides the config's sigma")
-    p.add_argument("--drift_min_bin", type=int, default=None, help="overrides the config's drift_min_bin")
-    p.add_argument("--noise_level_max", type=float, default=None,
+    p.add_argument("--steps", type=OVERRIDE_TYPES["steps"], default=None, help="overrides the config's steps (sweeps)")
+    p.add_argument("--step_size", type=OVERRIDE_TYPES["step_size"], default=None,
+                   help="overrides the config's step_size")
+    p.add_argument("--sigma", type=OVERRIDE_TYPES["sigma"], default=None, help="overrides the config's sigma")
+    p.add_argument("--drift_min_bin", type=OVERRIDE_TYPES["drift_min_bin"], default=None,
+                   help="overrides the config's drift_min_bin")
+    p.add_argument("--noise_level_max", type=OVERRIDE_TYPES["noise_level_max"], default=None,
                    help="overrides the config's noise_level_max (where an annealed chain starts)")
     p.add_argument("--init_name", default=None, help="what the initial hypotheses are (settings.yaml)")
     p.add_argument("--ngpu", type=int, default=0)

@@ -206,6 +206,24 @@ def _frame_mean(per_frame: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     return per_utt.mean()
 
 
+#: How a score criterion and the validation's refinement gain measure one frame's error ``diff`` (..., D):
+#: ``squared``, its squared Euclidean norm (averaged over frames, a mean squared error, which the few frames far
+#: off lead; its minimiser is the conditional mean of the correction), or ``euclidean``, its norm (averaged
+#: over frames, the per-frame distance that the mel distance and MCD average; its minimiser is the conditional
+#: geometric median, so a step of size 1 along it minimises the expected distance of the typical frame).
+FRAME_DISTANCES = ("squared", "euclidean")
+
+
+def frame_distance(diff: torch.Tensor, distance: str = "squared") -> torch.Tensor:
+    """Per-frame ``distance`` (one of :data:`FRAME_DISTANCES`) of a (..., D) difference, shape (...)."""
+    sq = diff.pow(2).sum(-1)
+    if distance == "squared":
+        return sq
+    if distance == "euclidean":
+        return torch.sqrt(sq + 1e-8)  # the offset keeps the gradient finite where the difference is zero
+    raise ValueError(f"distance must be one of {FRAME_DISTANCES}, not {distance!r}")
+
+
 def _score_stats(neg_grad: torch.Tensor, target: torch.Tensor, lengths: torch.Tensor) -> Dict[str, float]:
     """How well -dE/dY points at the target, independent of scale (cosine) and its size (norms per frame)."""
     valid = valid_mask(lengths.to(target.device), target.size(1))
@@ -233,9 +251,10 @@ def _build_hypothesis_sampler(spec) -> Optional[AbsNegativeSampler]:
 class DeltaScore(AbsScoreCriterion):
     """Score ("delta") criterion of the follow-up (Sun & Ragni 2025): train -dE/dY at Y- to point at Y+ - Y-.
 
-    ``loss = mean_utt mean_valid_frames || -grad - scale * (Y+ - Y-) ||^2`` (squared norm over mel bins). With the
-    target displacement, a single Langevin step of size 1 without noise maps the hypothesis onto the reference,
-    which makes the energy's gradient useful even where NCE only ranks. ``scale`` < 1 asks for a fraction of the
+    ``loss = mean_utt mean_valid_frames || -grad - scale * (Y+ - Y-) ||^2`` (squared norm over mel bins;
+    ``distance: euclidean`` takes the norm itself, see :data:`FRAME_DISTANCES`). With the target displacement, a
+    single Langevin step of size 1 without noise maps the hypothesis onto the reference, which makes the energy's
+    gradient useful even where NCE only ranks. ``scale`` < 1 asks for a fraction of the
     displacement (a smaller, safer step). ``hypothesis`` (sampler name or ``{name, conf}``) is how the criterion
     draws its Y- (``make_hypothesis``); without one it can only be called on given hypotheses. ``align: dtw``
     takes hypotheses of other lengths (``free_running``: what Langevin decoding actually starts from) and sets Y+
@@ -244,10 +263,13 @@ class DeltaScore(AbsScoreCriterion):
 
     def __init__(self, scale: float = 1.0,
                  hypothesis: Optional[Union[str, Dict[str, Any], AbsNegativeSampler]] = None,
-                 align: Optional[str] = None):
+                 align: Optional[str] = None, distance: str = "squared"):
         super().__init__()
         if align not in (None, "none", "dtw"):
             raise ValueError(f"DeltaScore: align must be null or 'dtw', not {align!r}")
+        if distance not in FRAME_DISTANCES:
+            raise ValueError(f"DeltaScore: distance must be one of {FRAME_DISTANCES}, not {distance!r}")
+        self.distance = distance
         self.scale = float(scale)
         self.hypothesis = _build_hypothesis_sampler(hypothesis)
         self.align = align
@@ -270,7 +292,7 @@ class DeltaScore(AbsScoreCriterion):
         if hyp.shape != ref.shape or grad.shape != ref.shape:
             raise ValueError(f"shapes differ: hyp {tuple(hyp.shape)}, ref {tuple(ref.shape)}, grad {tuple(grad.shape)}")
         target = self.scale * (ref - hyp).detach()
-        loss = _frame_mean((-grad - target).pow(2).sum(-1), lengths)
+        loss = _frame_mean(frame_distance(-grad - target, self.distance), lengths)
         stats = _score_stats(-grad, target, lengths)
         stats["loss"] = _float(loss)
         return loss, stats
@@ -432,4 +454,5 @@ class CombinedCriterion(nn.Module):
 __all__ = [
     "AbsEnergyCriterion", "AbsScoreCriterion", "BinaryNCE", "RankingNCE", "DeltaScore", "DenoisingScoreMatching",
     "CombinedCriterion", "energy_criterion_choices", "score_criterion_choices", "CRITERIA", "build_criterion",
+    "FRAME_DISTANCES", "frame_distance",
 ]

@@ -15,7 +15,9 @@ Validation also measures what decoding needs, the *refinement gain*: a few gradi
 hypothesis should bring it closer to the reference. The hypothesis is ``refine_from``: Tacotron 2's teacher-forced
 output (the default; a noisy reference when that stream is absent), or its free-running output, which is what
 Langevin decoding starts from, compared with the reference DTW-warped onto its timing (as the ``delta``
-criterion's ``align: dtw`` does). ``refine_gain`` = relative reduction of the mean squared distance; positive is
+criterion's ``align: dtw`` does). ``refine_gain`` = relative reduction of the mean per-frame distance
+(``refine_distance``: ``squared``, a mean squared error, or ``euclidean``, the per-frame distance that the mel
+distance and MCD average; both are logged, as ``refine_gain_squared`` and ``refine_gain_euclidean``); positive is
 good, and it is the default model-selection criterion (``best_model_criterion: [[valid, refine_gain, max]]``).
 Its steps are decoding's own (:func:`ebm.langevin.langevin_step`, noiseless, the gradient normalised per
 utterance), so the checkpoint it selects is the one whose decoding step helps most.
@@ -30,7 +32,7 @@ from espnet2.train.abs_espnet_model import AbsESPnetModel
 from espnet2.torch_utils.device_funcs import force_gatherable
 
 from ebm.alignment import dtw_warped_reference
-from ebm.criteria import CombinedCriterion
+from ebm.criteria import FRAME_DISTANCES, CombinedCriterion, frame_distance
 from ebm.energy_network import noise_kwargs, valid_mask
 from ebm.langevin import LangevinSampler, langevin_step
 from ebm.negative_samplers import MixedSampler
@@ -68,6 +70,7 @@ class ESPnetEBMModel(AbsESPnetModel):
         refine_normalize: bool = True,
         refine_from: str = "teacher_forced",
         refine_noise_level: Optional[float] = None,
+        refine_distance: str = "squared",
     ):
         super().__init__()
         self.feats_extract = feats_extract
@@ -95,6 +98,9 @@ class ESPnetEBMModel(AbsESPnetModel):
         if refine_from not in ("teacher_forced", "free_running"):
             raise ValueError(f"refine_from must be 'teacher_forced' or 'free_running', not {refine_from!r}")
         self.refine_from = refine_from
+        if refine_distance not in FRAME_DISTANCES:
+            raise ValueError(f"refine_distance must be one of {FRAME_DISTANCES}, not {refine_distance!r}")
+        self.refine_distance = refine_distance
 
     def _mel(self, speech, speech_lengths):
         if self.feats_extract is not None:
@@ -199,7 +205,11 @@ class ESPnetEBMModel(AbsESPnetModel):
         frames = mask.sum() * y.size(-1)
 
         def dist(a):
-            return float(((a - target) ** 2 * mask).sum() / frames)
+            """Both distances over the batch's valid frames, per mel bin (RMS for ``euclidean``)."""
+            diff = a - target
+            per_frame = {k: frame_distance(diff, k) * mask[..., 0] for k in FRAME_DISTANCES}
+            return {"squared": float(per_frame["squared"].sum() / frames),
+                    "euclidean": float(per_frame["euclidean"].sum() / mask.sum() / y.size(-1) ** 0.5)}
 
         d0 = dist(y)
         grad_norm = 0.0
@@ -209,8 +219,10 @@ class ESPnetEBMModel(AbsESPnetModel):
             grad_norm = float(((g * mask).pow(2).sum() / frames).sqrt())
             y = langevin_step(y, g, valid, self.refine_step_size, sigma=0.0, normalize_grad=self.refine_normalize)
         d1 = dist(y)
-        return {"refine_dist0": d0, "refine_dist": d1, "refine_gain": (d0 - d1) / max(d0, 1e-12),
-                "grad_rms": grad_norm}
+        gains = {k: (d0[k] - d1[k]) / max(d0[k], 1e-12) for k in FRAME_DISTANCES}
+        k = self.refine_distance
+        return {"refine_dist0": d0[k], "refine_dist": d1[k], "refine_gain": gains[k],
+                **{f"refine_gain_{name}": g for name, g in gains.items()}, "grad_rms": grad_norm}
 
     @torch.no_grad()
     def inference(self, text: torch.Tensor, text_lengths: torch.Tensor, init_feats: torch.Tensor,

@@ -107,6 +107,49 @@ def test_delta_zero_iff_grad_points_at_reference():
     assert float(half) == 0.0
 
 
+def test_delta_euclidean_distance_value_and_zero():
+    """``distance: euclidean`` averages each frame's norm instead of its square, and is still zero at the target
+    with a finite gradient there."""
+    hyp, ref, lengths = _score_batch()
+    crit = DeltaScore(distance="euclidean")
+    loss, _ = crit(hyp=hyp, ref=ref, lengths=lengths, grad=torch.zeros_like(ref))
+    d = (ref - hyp).norm(dim=-1)
+    assert math.isclose(float(loss), float((d[0, :6].mean() + d[1, :4].mean()) / 2), rel_tol=1e-5)
+    g = (-(ref - hyp)).requires_grad_(True)
+    zero, _ = crit(hyp=hyp, ref=ref, lengths=lengths, grad=g)
+    zero.backward()
+    assert float(zero) < 1e-3 and torch.isfinite(g.grad).all()
+    with pytest.raises(ValueError, match="distance"):
+        DeltaScore(distance="l1")
+
+
+def test_delta_euclidean_fits_the_typical_frame_not_the_outliers():
+    """One correction fitted to frames of which a few are far off: the squared criterion learns their mean, pulled
+    by the outliers; the Euclidean one learns (near) the median, and a step along it leaves the typical frame,
+    hence the mean per-frame distance, closer to the reference."""
+    torch.manual_seed(0)
+    n, dim = 200, 4
+    disp = 0.1 * torch.randn(1, n, dim) + 0.5
+    disp[0, :20] = 8.0                            # a tenth of the frames far off
+    hyp = torch.zeros(1, n, dim)
+    lengths = torch.tensor([n])
+    fitted = {}
+    for distance in ("squared", "euclidean"):
+        step = torch.zeros(1, 1, dim, requires_grad=True)    # one correction for every frame
+        opt = torch.optim.Adam([step], lr=0.05)
+        for i in range(600):
+            if i == 400:
+                opt.param_groups[0]["lr"] = 0.005          # settle, instead of hopping about the optimum
+            opt.zero_grad()
+            DeltaScore(distance=distance)(hyp=hyp, ref=disp, lengths=lengths, grad=-step.expand(1, n, dim))[0].backward()
+            opt.step()
+        fitted[distance] = step.detach()
+    assert torch.allclose(fitted["squared"][0, 0], disp[0].mean(0), atol=0.05)
+    assert torch.allclose(fitted["euclidean"][0, 0], torch.full((dim,), 0.5), atol=0.1)
+    after = {k: (disp - v).norm(dim=-1).mean() for k, v in fitted.items()}
+    assert after["euclidean"] < 0.8 * after["squared"]
+
+
 def test_delta_ignores_padded_frames_and_trains_grad():
     hyp, ref, lengths = _score_batch()
     grad = -(ref - hyp)

@@ -65,6 +65,25 @@ def test_refinement_gain_from_free_running_uses_the_warped_reference():
         ESPnetEBMModel(None, None, Quadratic(slow), samplers=[], criteria=[{"name": "delta"}], refine_from="own")
 
 
+def test_refinement_gain_squared_and_euclidean_disagree_on_a_step_that_fixes_outliers():
+    """A step that fixes the few frames far off and slightly harms every other one lowers the squared distance
+    (a gain) and raises the per-frame Euclidean distance (a loss): ``refine_distance`` picks which one selects
+    checkpoints, and both are logged."""
+    text, tl, ref, lengths = _batch()
+    hyp = ref + 0.3
+    hyp[0, 0] += 1.82                        # one frame far off (2.12 per bin)
+    stepped = ref + 0.45                     # the typical frame 0.45 off instead of 0.3, the far one fixed
+    for distance in ("squared", "euclidean"):
+        model = ESPnetEBMModel(None, None, Quadratic(stepped), samplers=[], criteria=[{"name": "delta"}],
+                               refine_steps=1, refine_step_size=1.0, refine_normalize=False,
+                               refine_distance=distance)
+        stats = model.refinement_gain(text, tl, ref, lengths, {"tf_feats": hyp})
+        assert stats["refine_gain_squared"] > 0.2 and stats["refine_gain_euclidean"] < -0.1
+        assert stats["refine_gain"] == stats[f"refine_gain_{distance}"]
+    with pytest.raises(ValueError, match="refine_distance"):
+        ESPnetEBMModel(None, None, Quadratic(ref), samplers=[], criteria=[{"name": "delta"}], refine_distance="l1")
+
+
 def test_delta_on_the_models_own_langevin_samples():
     """A hypothesis sampler that runs the model (``langevin``) gets the model's energy function from the wrapper."""
     torch.manual_seed(0)

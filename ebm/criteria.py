@@ -254,9 +254,9 @@ class DeltaScore(AbsScoreCriterion):
     ``loss = mean_utt mean_valid_frames || -grad - scale * (Y+ - Y-) ||^2`` (squared norm over mel bins;
     ``distance: euclidean`` takes the norm itself, see :data:`FRAME_DISTANCES`). With the target displacement, a
     single Langevin step of size 1 without noise maps the hypothesis onto the reference, which makes the energy's
-    gradient useful even where NCE only ranks. ``scale`` < 1 asks for a fraction of the
-    displacement (a smaller, safer step). ``hypothesis`` (sampler name or ``{name, conf}``) is how the criterion
-    draws its Y- (``make_hypothesis``); without one it can only be called on given hypotheses. ``align: dtw``
+    gradient useful even where NCE only ranks. ``scale`` < 1 asks for a fraction of the displacement (a smaller,
+    safer step). ``hypothesis`` (sampler name or ``{name, conf}``) is how the criterion draws its Y-
+    (``make_hypothesis``); without one it can only be called on given hypotheses. ``align: dtw``
     takes hypotheses of other lengths (``free_running``: what Langevin decoding actually starts from) and sets Y+
     to the reference warped onto each hypothesis' timing (:func:`ebm.alignment.dtw_warped_reference`).
     """

@@ -10,7 +10,10 @@ batch and keeps every utterance's result equal to its one-at-a-time decode:
 - the attention masks each utterance's padding (ESPnet's own masks);
 - each utterance stops by ESPnet's rule: after the first step whose stop probability reaches ``threshold`` or
   whose length reaches ``int(len(text + eos) * maxlenratio)``, but not before ``int(... * minlenratio)``;
-- finished utterances leave the batch, so a long one does not make the others run on.
+- finished utterances leave the batch, so a long one does not make the others run on;
+- a text repeated in the batch (stage 4 pools a text's decodes) is encoded once;
+- location-sensitive attention, whose passes over (batch, tokens, units) cost as much as the LSTM once the
+  per-step overhead is gone, is computed from ``AttLoc``'s weights in fewer passes (``LocationAttention``).
 
 Prenet dropout stays on at inference, as in ESPnet, and its masks are drawn for the whole batch at each step:
 a decode is reproducible for the same texts, order and batch size, not utterance by utterance as seeded
@@ -24,6 +27,7 @@ import torch.nn.functional as F
 
 from ebm.cli import EbmError
 
+POSTNET_CHUNK = 16
 DEFAULTS = dict(threshold=0.5, minlenratio=0.0, maxlenratio=10.0, use_att_constraint=False, backward_window=1,
                 forward_window=3)
 
@@ -86,8 +90,14 @@ class BatchDecoder:
         tts, device = self.tts, self.device
         xs = [F.pad(torch.as_tensor(x, dtype=torch.long, device=device), [0, 1], value=tts.eos) for x in texts]
         ilens = [len(x) for x in xs]
-        hs = self.encode(torch.nn.utils.rnn.pad_sequence(xs, batch_first=True, padding_value=tts.padding_idx),
-                         ilens)
+        # stage 4 pools a text's seeded decode and its prenet-dropout samples: encode each distinct text once
+        distinct = {}
+        which = [distinct.setdefault(tuple(x.tolist()), len(distinct)) for x in xs]
+        firsts = {j: i for i, j in reversed(list(enumerate(which)))}  # distinct text -> its first row
+        hs = self.encode(torch.nn.utils.rnn.pad_sequence([xs[firsts[j]] for j in range(len(distinct))],
+                                                         batch_first=True, padding_value=tts.padding_idx),
+                         [ilens[firsts[j]] for j in range(len(distinct))])
+        hs = hs[torch.as_tensor(which, device=device)]
         if speeches is not None:
             if len(speeches) != len(texts):
                 raise EbmError(f"{len(texts)} texts but {len(speeches)} waveforms")
@@ -117,16 +127,29 @@ class BatchDecoder:
         h, _ = enc.blstm(packed)
         return torch.nn.utils.rnn.pad_packed_sequence(h, batch_first=True, total_length=xs.size(1))[0]
 
-    def postnet(self, before, lengths):
-        """Postnet residual of (B, odim, L) outputs, each layer seeing zeros past each utterance's end."""
+    def postnet(self, befores):
+        """Postnet outputs of (L_i, odim) decoder outputs, in chunks of ``POSTNET_CHUNK`` of similar length (a
+        convolution's cost per frame does not fall with the batch, so a chunk pads less and costs no more), each
+        layer seeing zeros past each utterance's end, ESPnet's tanh as ``sigmoid_tanh``."""
         dec = self.tts.dec
         if dec.postnet is None:
-            return before
-        mask = pad_mask(lengths, before.size(2), before.device)[:, None, :]
-        x = before
-        for layer in dec.postnet.postnet:
-            x = layer(x.masked_fill(mask, 0.0))
-        return before + x
+            return befores
+        afters = [None] * len(befores)
+        order = sorted(range(len(befores)), key=lambda i: -len(befores[i]))
+        for start in range(0, len(order), POSTNET_CHUNK):
+            rows = order[start:start + POSTNET_CHUNK]
+            lengths = [len(befores[i]) for i in rows]
+            before = torch.nn.utils.rnn.pad_sequence([befores[i] for i in rows], batch_first=True).transpose(1, 2)
+            mask = pad_mask(lengths, before.size(2), before.device)[:, None, :]
+            x = before
+            for layer in dec.postnet.postnet:  # Sequential(Conv1d, BatchNorm1d, [Tanh,] Dropout)
+                x = x.masked_fill(mask, 0.0)
+                for module in layer:
+                    x = sigmoid_tanh(x) if isinstance(module, torch.nn.Tanh) else module(x)
+            after = (before + x).transpose(1, 2)  # (chunk, L, odim)
+            for j, i in enumerate(rows):
+                afters[i] = after[j, :lengths[j]]
+        return afters
 
     def run_decoder(self, hs, ilens, teacher=None, num_frames=None):
         """The decoder loop of ESPnet's ``Decoder.inference`` (or ``forward`` with ``teacher`` features) over a batch.
@@ -157,13 +180,19 @@ class BatchDecoder:
         prev_out = hs.new_zeros(batch, odim)
         prev_att_w = None
         dec.att.reset()
+        location = LocationAttention(dec.att) if LocationAttention.handles(dec.att) else None
+        if location is not None:
+            enc_proj, att_mask = dec.att.mlp_enc(hs), pad_mask(hlens, hs.size(1), device)
         rows = torch.arange(batch, device=device)  # original index of each active row
         segments, chunk_outs, chunk_probs, chunk_atts = [], [], [], []
         steps = [0] * batch
         step = 0
         while True:
             step += 1
-            att_c, att_w = dec.att(hs, hlens, z[0], prev_att_w)
+            if location is not None:
+                att_c, att_w = location(hs, enc_proj, att_mask, hlens, z[0], prev_att_w)
+            else:
+                att_c, att_w = dec.att(hs, hlens, z[0], prev_att_w)
             prenet_out = dec.prenet(prev_out) if dec.prenet is not None else prev_out
             z[0], c[0] = dec.lstm[0](torch.cat([att_c, prenet_out], dim=1), (z[0], c[0]))
             for i in range(1, len(dec.lstm)):
@@ -208,6 +237,8 @@ class BatchDecoder:
             max_steps, min_steps = max_steps[idx], min_steps[idx]
             if teacher is not None:
                 teach = teach[idx]
+            if location is not None:
+                enc_proj, att_mask = enc_proj[idx, :tmax], att_mask[idx, :tmax]
             dec.att.reset()  # its cache holds the old batch's encoder states and mask
         return self.assemble(segments, steps, ilens, batch)
 
@@ -221,16 +252,57 @@ class BatchDecoder:
                 parts[i]["probs"].append(probs[j])
                 parts[i]["atts"].extend(a[j, :ilens[i]] for a in atts)
         lengths = [s * r for s in steps]
-        before = torch.nn.utils.rnn.pad_sequence(
-            [torch.cat(p["outs"], dim=1).transpose(0, 1)[:n] for p, n in zip(parts, lengths)],
-            batch_first=True).transpose(1, 2)  # (B, odim, L)
-        after = self.postnet(before, lengths).transpose(1, 2)  # (B, L, odim)
+        afters = self.postnet([torch.cat(p["outs"], dim=1).transpose(0, 1)[:n] for p, n in zip(parts, lengths)])
         if dec.output_activation_fn is not None:
-            after = dec.output_activation_fn(after)
-        return [dict(feat_gen=after[i, :lengths[i]],
+            afters = [dec.output_activation_fn(a) for a in afters]
+        return [dict(feat_gen=afters[i],
                      prob=torch.cat(parts[i]["probs"], dim=0).reshape(-1)[:lengths[i]],
                      att_w=torch.stack(parts[i]["atts"][:steps[i]], dim=0))
                 for i in range(batch)]
+
+
+class LocationAttention:
+    """ESPnet's location-sensitive attention (``AttLoc.forward``) over a batch, from the module's own weights.
+
+    On a CPU this attention costs a batched decoder step as much as its LSTM, in passes over a (batch, tokens,
+    units) tensor; three rewrites, equal up to float rounding, halve it:
+
+    - the location convolution and its projection ``mlp_att`` are both linear, so they fold into one matrix applied
+      to windows of the previous weights, added to the encoder's projection in the same product;
+    - ``tanh(x) = 2 sigmoid(2x) - 1``, with the affine part folded into the energy vector ``gvec`` (torch's CPU
+      tanh costs several sigmoids);
+    - the context is a batched matrix product, not a broadcast product summed over tokens.
+    """
+
+    @staticmethod
+    def handles(att):
+        return type(att).__name__ == "AttLoc" and not att.han_mode
+
+    def __init__(self, att):
+        conv = att.loc_conv.weight  # (aconv_chans, 1, 1, 2 K + 1): a cross-correlation padded by K
+        self.half_width = conv.size(-1) // 2
+        self.location = (att.mlp_att.weight @ conv.flatten(1)).t().contiguous()  # (2 K + 1, adim)
+        self.mlp_dec = att.mlp_dec
+        self.energy_weight = 2.0 * att.gvec.weight.t()  # (adim, 1)
+        self.energy_bias = att.gvec.bias - att.gvec.weight.sum()
+
+    def __call__(self, hs, enc_proj, mask, hlens, dec_z, att_prev, scaling=2.0):
+        """Context (B, eunits) and weights (B, T) given ``enc_proj = att.mlp_enc(hs)`` and the padding ``mask``."""
+        batch, tmax, adim = enc_proj.shape
+        if att_prev is None:  # uniform over each text, as ESPnet starts
+            att_prev = (~mask).to(hs.dtype) / torch.as_tensor(hlens, dtype=hs.dtype, device=hs.device)[:, None]
+        k = self.half_width
+        windows = F.pad(att_prev, (k, k)).unfold(1, 2 * k + 1, 1).reshape(batch * tmax, 2 * k + 1)
+        x = torch.addmm(enc_proj.reshape(batch * tmax, adim), windows, self.location).view(batch, tmax, adim)
+        x += self.mlp_dec(dec_z)[:, None, :]
+        e = (torch.sigmoid_(x.mul_(2.0)) @ self.energy_weight).squeeze(2) + self.energy_bias
+        w = torch.softmax(scaling * e.masked_fill(mask, -float("inf")), dim=1)
+        return torch.bmm(w[:, None, :], hs).squeeze(1), w
+
+
+def sigmoid_tanh(x):
+    """``tanh(x)`` as ``2 sigmoid(2x) - 1``, equal up to float rounding: torch's CPU tanh costs several sigmoids."""
+    return torch.sigmoid_(x * 2.0).mul_(2.0).sub_(1.0)
 
 
 def cell_hidden(lstm):

@@ -2,7 +2,8 @@
 
 With prenet dropout off the two must agree: features within float tolerance and lengths exactly, teacher-forced
 and free-running, for texts of different lengths in one batch, whether an utterance stops on its stop token or at
-the maximum length. Stage 4's entry point with ``--batch_size`` > 1 must write the one-at-a-time layout.
+the maximum length, and with texts repeated as stage 4 pools them. Stage 4's entry point with ``--batch_size`` > 1
+must write the one-at-a-time layout.
 """
 
 import contextlib
@@ -126,6 +127,14 @@ def test_free_running_batch_equals_one_at_a_time(model_files):
     # the case the batch must get right: some stop on their stop token, some at the maximum length
     assert any(n < m for n, m in zip(lengths, maxlens)) and any(n >= m for n, m in zip(lengths, maxlens))
     assert len(set(lengths)) > 2
+
+
+def test_repeated_texts_are_decoded_as_alone(model_files):
+    """Stage 4 pools a text's decodes in one batch; the encoder runs once per distinct text and feeds every copy."""
+    t2s = text2speech(model_files, **CONF)
+    keys = ["u3", "u1", "u3", "u5", "u1", "u3"]
+    out = BatchDecoder(t2s.model, **CONF).decode(token_ids(t2s, keys))
+    compare(t2s, out, keys)
 
 
 @pytest.mark.parametrize("conf", [dict(threshold=1.01, maxlenratio=3.0),  # never stops: the maximum length

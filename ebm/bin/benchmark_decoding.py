@@ -56,6 +56,8 @@ def get_parser():
     p.add_argument("--n_shift", type=int, default=256)
     p.add_argument("--n_mels", type=int, default=80)
     p.add_argument("--cleaner", default="tacotron")
+    p.add_argument("--repeats", type=int, default=3,
+                   help="rounds over every row in turn; each row reports its median (a shared machine is noisy)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (stage 4 runs one job per core)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--seed", type=int, default=0)
@@ -142,22 +144,29 @@ def benchmark_model(name, config_path, texts, args):
         return total, len(jobs)
 
     fs, hop = args.fs, args.n_shift
-    n, sec = timed(lambda: espnet_one_at_a_time(False, True))
-    rows.append(row("free_running stage 4 today (+Griffin-Lim)", n_one, n, sec, fs, hop))
-    n, sec = timed(lambda: espnet_one_at_a_time(False, False))
-    if n != sum(out_frames[:n_one]):
-        raise EbmError(f"ESPnet decoded {n} frames, not the forced {sum(out_frames[:n_one])}")
-    rows.append(row("free_running espnet one at a time", n_one, n, sec, fs, hop))
-    (n, jobs), sec = timed(lambda: batched(1, False, 1, n_one))
-    rows.append(row("free_running batched, batch 1", jobs, n, sec, fs, hop))
-    for bs in [int(b) for b in args.batch_sizes.split(",") if b]:
-        (n, jobs), sec = timed(lambda: batched(bs, False, args.samples))
-        rows.append(row(f"free_running batched, batch {bs}", jobs, n, sec, fs, hop))
-    n, sec = timed(lambda: espnet_one_at_a_time(True, False))
-    rows.append(row("teacher_forced espnet one at a time", n_one, n, sec, fs, hop))
-    for bs in [int(b) for b in args.teacher_forced_batch_sizes.split(",") if b]:
-        (n, jobs), sec = timed(lambda: batched(bs, True, 1))
-        rows.append(row(f"teacher_forced batched, batch {bs}", jobs, n, sec, fs, hop))
+    bs_fr = [int(b) for b in args.batch_sizes.split(",") if b]
+    bs_tf = [int(b) for b in args.teacher_forced_batch_sizes.split(",") if b]
+    plan = [("free_running stage 4 today (+Griffin-Lim)", lambda: (espnet_one_at_a_time(False, True), n_one)),
+            ("free_running espnet one at a time", lambda: (espnet_one_at_a_time(False, False), n_one)),
+            ("free_running batched, batch 1", lambda: batched(1, False, 1, n_one))]
+    plan += [(f"free_running batched, batch {bs}", lambda bs=bs: batched(bs, False, args.samples)) for bs in bs_fr]
+    plan += [("teacher_forced espnet one at a time", lambda: (espnet_one_at_a_time(True, False), n_one))]
+    plan += [(f"teacher_forced batched, batch {bs}", lambda bs=bs: batched(bs, True, 1)) for bs in bs_tf]
+    # Rounds in turn, so that a slow spell of a shared machine falls on every row alike; each row keeps its median.
+    times = {label: [] for label, _ in plan}
+    counts = {}
+    for _ in range(args.repeats):
+        for label, fn in plan:
+            counts[label], sec = timed(fn)
+            times[label].append(sec)
+    forced = sum(out_frames[:n_one])
+    if counts["free_running espnet one at a time"][0] != forced:
+        raise EbmError(f"ESPnet decoded {counts['free_running espnet one at a time'][0]} frames, not the forced "
+                       f"{forced}")
+    for label, _ in plan:
+        (n, jobs), secs = counts[label], times[label]
+        median = tuple(float(np.median([t[i] for t in secs])) for i in range(2))
+        rows.append(dict(row(label, jobs, n, median, fs, hop), cpu_seconds_rounds=[round(t[0], 3) for t in secs]))
     for mode in ["free_running", "teacher_forced"]:
         base = next(x for x in rows if x["name"] == f"{mode} espnet one at a time")
         for x in rows:

@@ -10,7 +10,9 @@ decodes per text, as stage 4 pools a text's seeded decode and its prenet-dropout
 ``--baseline_num_samples 8``). Stage 4 sorts its decodes by length, so at a corpus's size a batch holds decodes
 of nearly equal length that finish together; a few dozen texts of varied length decoded once each would make
 every batch shrink as its short members finish, and measure that artefact rather than batching.
-On a shared machine compare the ratios of the rows, which ran side by side, rather than absolute times.
+On a shared machine compare the ratios of the rows, which ran side by side, rather than absolute times: the rows
+are timed in ``--repeats`` rounds, in turn, so that a slow spell falls on all of them alike, and each reports its
+median.
 
 Prints a table (utterances/s, frames/s, real-time factor, speed-up over one at a time) per model, and the projected
 stage-4 time of a corpus (``--project_*``) from the measured real-time factors.
@@ -210,6 +212,8 @@ def main(argv=None):
     if not texts:
         raise EbmError(f"{args.sentences} has no sentences")
     texts = texts[-args.last:] if args.last else texts
+    if args.repeats < 1:
+        raise EbmError(f"--repeats {args.repeats}: give at least one round")
     configs = []
     for spec in args.configs:
         name, sep, path = spec.partition("=")

@@ -91,12 +91,15 @@ class BatchDecoder:
         xs = [F.pad(torch.as_tensor(x, dtype=torch.long, device=device), [0, 1], value=tts.eos) for x in texts]
         ilens = [len(x) for x in xs]
         # stage 4 pools a text's seeded decode and its prenet-dropout samples: encode each distinct text once
-        distinct = {}
-        which = [distinct.setdefault(tuple(x.tolist()), len(distinct)) for x in xs]
-        firsts = {j: i for i, j in reversed(list(enumerate(which)))}  # distinct text -> its first row
-        hs = self.encode(torch.nn.utils.rnn.pad_sequence([xs[firsts[j]] for j in range(len(distinct))],
-                                                         batch_first=True, padding_value=tts.padding_idx),
-                         [ilens[firsts[j]] for j in range(len(distinct))])
+        firsts, seen, which = [], {}, []  # each distinct text's first row; each row's distinct text
+        for i, x in enumerate(xs):
+            key = tuple(x.tolist())
+            if key not in seen:
+                seen[key] = len(firsts)
+                firsts.append(i)
+            which.append(seen[key])
+        hs = self.encode(torch.nn.utils.rnn.pad_sequence([xs[i] for i in firsts], batch_first=True,
+                                                         padding_value=tts.padding_idx), [ilens[i] for i in firsts])
         hs = hs[torch.as_tensor(which, device=device)]
         if speeches is not None:
             if len(speeches) != len(texts):

@@ -10,8 +10,9 @@ Input
 
 Mel-cepstrum (:func:`mel_cepstrum`)
     Frames of ``n_fft`` samples every ``n_shift`` (no padding, except zeros up to one frame for a shorter
-    signal), times SPTK's power-normalised Hamming window, then ``pysptk.mcep(order, alpha, etype=1,
-    eps=1e-6)``: ``(T, order + 1)`` coefficients including c0. ``etype=1`` adds ``eps`` to the periodogram, which
+    signal), times SPTK's power-normalised Hamming window, then SPTK's mel-cepstral analysis, ``pysptk.mcep(order,
+    alpha, etype=1, eps=1e-6)``, for all frames at once (:mod:`ebm.mel_cepstrum`, equal to it up to float
+    rounding): ``(T, order + 1)`` coefficients including c0. ``etype=1`` adds ``eps`` to the periodogram, which
     keeps all-zero (digital-silence) frames finite without dithering, so results stay deterministic.
     ``alpha`` defaults to the usual all-pass constant of ``fs`` (:data:`MCEP_ALPHA`).
 
@@ -71,6 +72,7 @@ import pyworld
 from ebm.alignment import dtw_path
 from ebm.audio import read_wav
 from ebm.cli import EbmError
+from ebm.mel_cepstrum import mcep_frames
 
 #: All-pass constant of the mel-cepstrum per sample rate (approximates the mel scale at that rate).
 MCEP_ALPHA = {16000: 0.41, 22050: 0.45, 24000: 0.466, 44100: 0.544, 48000: 0.554}
@@ -135,8 +137,7 @@ def _mcep(x: np.ndarray, fs: int, n_fft: int, n_shift: int, order: int, alpha: O
     if len(x) < n_fft:
         x = np.pad(x, (0, n_fft - len(x)))
     frames = np.lib.stride_tricks.sliding_window_view(x, n_fft)[::n_shift]
-    frames = np.ascontiguousarray(frames * pysptk.hamming(n_fft))
-    return np.stack([pysptk.mcep(frame, order, alpha, etype=1, eps=1e-6) for frame in frames])
+    return mcep_frames(frames * pysptk.hamming(n_fft), order, alpha, eps=1e-6)
 
 
 def mel_cepstrum(wav, fs: int, n_fft: int = 1024, n_shift: int = 256, order: int = 34,

@@ -59,7 +59,7 @@ def mcep_frames(frames, order, alpha, miniter=2, maxiter=30, threshold=1e-3, eps
     to_mel, to_linear, warp_r = _matrices(n_fft, order, float(alpha))
     power = np.abs(np.fft.rfft(frames, axis=1)) ** 2 + eps  # the periodogram, floored by eps (etype 1)
     if not np.all(power > 0):
-        raise ValueError("the periodogram has zeros; give eps > 0")
+        raise ValueError("the periodogram has zeros or is not finite; give finite frames and eps > 0")
     cep = np.fft.irfft(np.log(power), n_fft, axis=1)[:, :half + 1]
     cep[:, 0] /= 2.0
     cep[:, half] /= 2.0

@@ -80,3 +80,7 @@ def test_mismatches_are_refused(decodes, tmp_path):
     partial.write_text("u1 -3.0\n")
     with pytest.raises(EbmError, match="energy_partial has no energy for 3 utterances"):
         best_of_n.choices(decodes, [str(partial)] * 3)
+    nan = tmp_path / "nan.tsv"
+    nan.write_text(open(decodes[2][1]).read().replace("\t6.00000\t", "\tnan\t", 1))
+    with pytest.raises(EbmError, match="nan.tsv .*mel_distance of u1 is NaN"):
+        best_of_n.choices([decodes[0], decodes[1], [decodes[2][0], str(nan), decodes[2][2]]])

@@ -99,6 +99,12 @@ def choices(decodes, energies=None):
             if metric not in table[keys[0]]:
                 raise EbmError(f"{scores} ({name}) has no '{metric}' column; score it with ebm.bin.score_wavs")
         values[metric] = np.array([[t[k][metric] for t in tables] for k in keys])
+    for metric, _ in ORACLES:  # a choice needs the value of every decode
+        bad = np.argwhere(np.isnan(values[metric]))
+        if bad.size:
+            (i, j), (name, scores, _) = bad[0], decodes[bad[0][1]]
+            raise EbmError(f"{scores} ({name}): {metric} of {keys[i]} is NaN; score every decode with its MEL_SCP "
+                           "(ebm.bin.score_wavs --system WAV_SCP OUTPUT MEL_SCP)")
     mels = []
     for name, _, scp in decodes:
         paths = dict(read_scp(scp))

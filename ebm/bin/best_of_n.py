@@ -102,7 +102,8 @@ def choices(decodes, energies=None):
     for metric, _ in ORACLES:  # a choice needs the value of every decode
         bad = np.argwhere(np.isnan(values[metric]))
         if bad.size:
-            (i, j), (name, scores, _) = bad[0], decodes[bad[0][1]]
+            i, j = bad[0]
+            name, scores, _ = decodes[j]
             raise EbmError(f"{scores} ({name}): {metric} of {keys[i]} is NaN; score every decode with its MEL_SCP "
                            "(ebm.bin.score_wavs --system WAV_SCP OUTPUT MEL_SCP)")
     mels = []

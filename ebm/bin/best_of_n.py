@@ -122,8 +122,8 @@ def choices(decodes, energies=None):
     if energies:
         if len(energies) != len(decodes):
             raise EbmError(f"{len(energies)} --energy files for {len(decodes)} decodes; give one per decode, in order")
-        tables = [read_energies(path, keys) for path in energies]
-        e = np.array([[t[k] / len(m[k]) for t, m in zip(tables, mels)] for k in keys])
+        per_decode = [read_energies(path, keys) for path in energies]
+        e = np.array([[t[k] / len(m[k]) for t, m in zip(per_decode, mels)] for k in keys])
         picks["lowest energy per frame"] = np.argmin(e, axis=1)
         for metric in ("mel_distance", "mcd"):
             extra[metric] = float(np.nanmean([spearman(e[i], values[metric][i]) for i in range(len(keys))]))

@@ -26,7 +26,7 @@ set -euo pipefail
     --fs 22050 --n_fft 1024 --n_shift 256 --n_mels 80 --fmin 80 --fmax 7600 \
     --token_type char --cleaner tacotron --g2p none \
     --train_config conf/tuning/train_tacotron2.yaml \
-    --inference_config conf/decode_tacotron2.yaml --decode_batch_size 64 \
+    --inference_config conf/decode_tacotron2.yaml --decode_batch_size 128 \
     --ebm_config conf/tuning/train_ebm_score.yaml \
     --ebm_inference_config conf/decode_ebm_score.yaml \
     --ebm_decode_steps "1 2 3 4 8" --ebm_decode_step_sizes "1.0 1.5 2.0" \

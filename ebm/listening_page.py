@@ -30,6 +30,7 @@ import soundfile as sf
 
 from ebm.cli import EbmError
 from ebm.io import open_feats_scp, read_scp, write_atomic
+from ebm.results import CONDITIONS, verdict_at_a_glance
 
 NA = "n/a"
 MEL_DIR = "mels"
@@ -47,6 +48,16 @@ h1 { font-size: 1.5em; margin-bottom: 0.2em; }
 .meta { color: #555; margin-top: 0; }
 .verdict { background: #f4f7fb; border-left: 4px solid #3b6ea5; padding: 0.5em 1em; margin: 1em 0; }
 .verdict li { margin: 0.3em 0; }
+.verdict details { margin-top: 0.4em; }
+table.glance { border-collapse: collapse; font-size: 0.9em; margin: 0.5em 0; background: #fff; }
+table.glance th, table.glance td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right;
+                                   white-space: nowrap; }
+table.glance td.name { white-space: normal; }
+table.glance .ci { color: #555; font-size: 0.85em; }
+table.glance th { background: #eee; }
+table.glance td.name { text-align: left; min-width: 14em; }
+table.glance td.pass { background: #e6f4e6; }
+table.glance td.fail { background: #fbe3e3; }
 .scroll { overflow-x: auto; }
 table.metrics { border-collapse: collapse; font-size: 0.85em; margin: 0.5em 0 1em; }
 table.metrics th, table.metrics td { border: 1px solid #ccc; padding: 0.2em 0.5em; text-align: right; }
@@ -172,6 +183,35 @@ def verdict_lines(records, results_md=None):
     if not m:
         return []
     return [re.sub(r"^[-*] ", "", line.strip()) for line in m.group(1).splitlines() if line.strip()]
+
+
+def glance_html(records):
+    """The verdict as a table (ebm.results.verdict_at_a_glance), one row per dev-chosen EBM, each condition's cell
+    green where it holds and red where it fails; empty for a RESULTS.json that predates the stored conditions."""
+    rows = verdict_at_a_glance(records)
+    if not rows:
+        return ""
+    head = ["system (dev-chosen setting)"] + [h for _, _, h, _, _ in CONDITIONS] + ["beats Tacotron 2"]
+    out = ['<div class="scroll"><table class="glance">',
+           "<tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>"]
+    for row in rows:
+        name = (f'<code>{html.escape(row["exp"])}</code> ({html.escape(row["setting"])})' if row["exp"]
+                else html.escape(row["setting"]))
+        cells = [f'<td class="name">{name}</td>']
+        for text, ok in row["cells"]:
+            m = re.match(r"(\S+) (\[[^\]]*\])(.*)$", text)  # "mean [low, high] (relative)": the interval below
+            body = (html.escape(m.group(1) + m.group(3)) + (" &#10003;" if ok else " &#10007;" if ok is False else "")
+                    + f'<br><span class="ci">{html.escape(m.group(2))}</span>') if m else html.escape(text)
+            cls = "" if ok is None else f' class="{"pass" if ok else "fail"}"'  # None: not judged
+            cells.append(f"<td{cls}>{body}</td>")
+        beats = row["beats"]
+        cells.append("<td>-</td>" if beats is None else
+                     f'<td class="{"pass" if beats else "fail"}"><strong>{"yes" if beats else "no"}</strong></td>')
+        out.append("<tr>" + "".join(cells) + "</tr>")
+    out.append("</table></div><p class=\"note\">Per-utterance difference from Tacotron 2 with its 95% interval "
+               "(the last condition: from the control); &#10003; the condition holds, &#10007; it fails. The sentences "
+               "below give the numbers behind each.</p>")
+    return "\n".join(out)
 
 
 def _dir_name(d):
@@ -331,6 +371,9 @@ def write_listening_page(results_json, data_dir, eval_set, vocoder_tag, ground_t
     verdicts = verdict_lines(records, results_md)
     verdict = ("<ul>" + "".join(f"<li>{_inline_markdown(v)}</li>" for v in verdicts) + "</ul>") if verdicts \
         else f"<p>{NA}</p>"
+    glance = glance_html(records)
+    if glance:  # the table leads; the sentences stay one click away
+        verdict = f"{glance}\n<details><summary>The verdict in full</summary>\n{verdict}\n</details>"
     links = []
     for path, what in [(results_md, "RESULTS.md"), (results_json, "RESULTS.json")] + [
             (os.path.join(output_dir, p), p) for p in sorted(os.listdir(output_dir)) if p.endswith(".png")]:

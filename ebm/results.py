@@ -6,7 +6,8 @@ rules are functions that return what they computed and write into no record: :fu
 EBM's setting (and the control's scale), :func:`verdict` says whether the chosen setting beats Tacotron 2 on eval
 and returns its intervals, :func:`against_control` compares it with the chosen control. The writers of RESULTS.md,
 RESULTS.json and the search log combine records and verdicts, so what they write does not depend on the order in
-which the rules ran.
+which the rules ran; :func:`verdict_at_a_glance` turns RESULTS.json's records back into the verdict's table, which
+RESULTS.md and the listening page both show.
 
 The verdict says "beats" only when every one of these holds on eval: MCD lower outside the noise (the 95% paired
 bootstrap interval of the per-utterance difference below 0); predicted MOS not worse outside the noise (its
@@ -91,6 +92,7 @@ class Verdict:
     diff_ci95: Dict[str, List[float]] = field(default_factory=dict)  # mcd, log_f0_rmse, ffe vs Tacotron 2
     vs_control_ci95: Optional[List[float]] = None  # eval MCD minus the chosen control's
     common_voiced_f0: Optional[dict] = None  # ebm.scoring.summary on the frames voiced in all
+    conditions: Dict[str, bool] = field(default_factory=dict)  # each of CONDITIONS that was judged: held?
 
     def eval_extra(self) -> dict:
         """The verdict's numbers as RESULTS.json adds them to the chosen setting's eval entry."""
@@ -99,6 +101,8 @@ class Verdict:
             out["mcd_diff_vs_control_ci95"] = self.vs_control_ci95
         if self.common_voiced_f0 is not None:
             out["common_voiced_f0"] = self.common_voiced_f0
+        if self.conditions:
+            out["verdict_conditions"] = dict(self.conditions)
         return out
 
 
@@ -230,6 +234,18 @@ def paired_ci(a, b, key, n_boot=2000, seed=0):
 
 # --- the rules ---------------------------------------------------------------------------------------------------
 
+#: The verdict's conditions on eval, in the order every writer lists them: key, what holds when it passes, a short
+#: column header, and the interval that shows it (a key of its differences from Tacotron 2 in the chosen setting's
+#: eval entry of RESULTS.json, or an ``*_ci95`` key of that entry) with its decimals. "vs_control" is judged only
+#: when a control was run.
+CONDITIONS = [
+    ("mcd", "MCD lower outside the noise", "MCD", "mcd", 3),
+    ("predicted_mos", "predicted MOS not worse outside the noise", "predicted MOS", "predicted_mos", 3),
+    ("log_f0_rmse", "log-F0 RMSE no worse", "log-F0 RMSE", "log_f0_rmse", 4),
+    ("ffe", "FFE no worse", "FFE", "ffe", 4),
+    ("vs_control", "MCD below the control's outside the noise", "MCD vs control", "mcd_diff_vs_control_ci95", 3),
+]
+
 def dev_conditions(r: SystemRecord, base: SystemRecord) -> List[bool]:
     """The verdict's conditions against Tacotron 2, on dev means: MCD lower, predicted MOS, log-F0 RMSE and FFE no
     worse (NaN fails its condition)."""
@@ -297,14 +313,15 @@ def verdict(best: SystemRecord, base: SystemRecord, tables: ScoreTables,
         sig = "the MCD difference is within the noise"
     control_text, beats_control, vs_control = against_control(best, ctl, tables)
     wins = {  # NaN (a measure undefined throughout) fails its condition
-        "MCD lower outside the noise": hi < 0,
-        "predicted MOS not worse outside the noise": bool(diffs["predicted_mos"][2] >= 0),
-        "log-F0 RMSE no worse": e.log_f0_rmse <= b.log_f0_rmse,
-        "FFE no worse": e.ffe <= b.ffe,
+        "mcd": bool(hi < 0),
+        "predicted_mos": bool(diffs["predicted_mos"][2] >= 0),
+        "log_f0_rmse": bool(e.log_f0_rmse <= b.log_f0_rmse),
+        "ffe": bool(e.ffe <= b.ffe),
     }
     if beats_control is not None:
-        wins["MCD below the control's outside the noise"] = beats_control
-    what = ", ".join(f"{k}: {'yes' if v else 'NO'}" for k, v in wins.items())
+        wins["vs_control"] = bool(beats_control)
+    labels = {key: label for key, label, _, _, _ in CONDITIONS}
+    what = ", ".join(f"{labels[k]}: {'yes' if v else 'NO'}" for k, v in wins.items())
     if beats_control is None:
         what += "; no variance-scaling control was run (--gv_scales), so sharpening alone was not ruled out"
     beats = all(wins.values())
@@ -329,4 +346,46 @@ def verdict(best: SystemRecord, base: SystemRecord, tables: ScoreTables,
              f"{common['log_f0_rmse'][1]:.4f} vs {common['log_f0_rmse'][0]:.4f} (difference {m:+.4f}, 95% "
              f"interval [{lo:+.4f}, {hi:+.4f}]); it voices {common['voiced_share'][1]:.1%} of the reference's "
              f"voiced frames, Tacotron 2 {common['voiced_share'][0]:.1%}")
-    return Verdict(text + control_text, beats, diff_ci95, vs_control, common)
+    return Verdict(text + control_text, beats, diff_ci95, vs_control, common, wins)
+
+
+def verdict_at_a_glance(records: List[dict]) -> List[dict]:
+    """The verdict of each dev-chosen EBM as table rows, from RESULTS.json's records (as make_results writes them):
+    ``{"exp", "setting", "beats", "cells": [(text, held or None), ...]}``, one cell per entry of CONDITIONS, each the
+    per-utterance difference with its 95% interval (MCD's also relative to Tacotron 2's mean). The dev-chosen
+    control comes as a row of its own (``beats`` None, nothing judged), to show what sharpening alone gains. RESULTS.md and the listening page both show this table, so
+    that a reader sees which condition failed without reading the verdict's sentence. Records written before the
+    verdict stored its conditions give no rows."""
+    base = next((r.get("eval") for r in records if r.get("system") == "tacotron2"), None) or {}
+    rows = []
+    for r in records:
+        e = r.get("eval") if isinstance(r.get("eval"), dict) else {}
+        held = e.get("verdict_conditions")
+        control = r.get("system") == "control_gv"
+        if control and r.get("chosen_on_dev") and e.get("diff_vs_tacotron2_ci95"):
+            held = {}  # shown for comparison: sharpening's gain, nothing judged
+        elif r.get("system") != "ebm" or not r.get("chosen_on_dev") or not isinstance(held, dict):
+            continue
+        diffs = e.get("diff_vs_tacotron2_ci95") or {}
+        cells = []
+        for key, _, _, source, nd in CONDITIONS:
+            ci = e.get(source) if source.endswith("_ci95") else diffs.get(source)
+            if (key not in held and not control) or not isinstance(ci, list) or len(ci) != 3:
+                cells.append(("-", None))
+                continue
+            if any(v is None or v != v for v in ci):  # JSON writes NaN as null
+                text = "NaN"
+            else:
+                text = f"{ci[0]:+.{nd}f} [{ci[1]:+.{nd}f}, {ci[2]:+.{nd}f}]"
+                if key == "mcd" and base.get("mcd") and e.get("mcd") is not None:  # the target is relative
+                    text += f" ({100.0 * (e['mcd'] - base['mcd']) / base['mcd']:+.1f}%)"
+            cells.append((text, bool(held[key]) if key in held else None))
+        if control:
+            rows.append({"exp": "", "setting": f"control: Tacotron 2, {r.get('criterion')}", "beats": None,
+                         "cells": cells})
+            continue
+        steps = r.get("steps")
+        setting = (f"{steps} step{'' if steps == 1 else 's'}, lambda {r.get('lambda')}, sigma {r.get('sigma')}"
+                   if steps is not None else "")
+        rows.append({"exp": r.get("exp") or "", "setting": setting, "beats": all(held.values()), "cells": cells})
+    return rows if any(row["beats"] is not None for row in rows) else []

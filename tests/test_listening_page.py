@@ -27,6 +27,7 @@ class Page(HTMLParser):
         super().__init__()
         self.links, self.sections, self.tags, self.stack = [], [], [], []
         self.verdict_text, self.table_cells, self.text = "", [], {}
+        self.glance = []  # the verdict table's rows: [(cell class, cell text), ...]
 
     def handle_starttag(self, tag, attrs):
         a = dict(attrs)
@@ -41,6 +42,11 @@ class Page(HTMLParser):
                 self.links.append(a[key])
         if tag in ("audio", "img") and self.sections:
             self.sections[-1][tag] += 1
+        if ("table", "glance") in self.stack[:-1]:
+            if tag == "tr":
+                self.glance.append([])
+            elif tag == "td":
+                self.glance[-1].append([cls, ""])
 
     def handle_endtag(self, tag):
         while self.stack:
@@ -53,6 +59,8 @@ class Page(HTMLParser):
             self.verdict_text += data
         if self.stack and self.stack[-1][0] == "td":
             self.table_cells.append(data)
+        if ("table", "glance") in self.stack and "td" in [t for t, _ in self.stack]:
+            self.glance[-1][-1][1] += data
         if self.sections and self.stack and self.stack[-1][0] == "h3":
             self.sections[-1]["labels"].append(data)
         if self.sections and self.stack and self.stack[-1] == ("p", "text"):
@@ -178,3 +186,23 @@ def test_verdict_from_results_json_when_it_has_one(layout):
     (layout["root"] / "RESULTS.json").write_text(json.dumps(records))
     p = parse(layout["root"] / write_listening_page(**layout["kwargs"]))
     assert "ebm_a: beats Tacotron 2 (from the JSON)" in " ".join(p.verdict_text.split())
+
+
+def test_verdict_table_leads_when_results_json_stores_the_conditions(layout):
+    records = json.loads((layout["root"] / "RESULTS.json").read_text())
+    chosen = next(r for r in records if r.get("exp") == "ebm_a" and r["chosen_on_dev"])
+    chosen.update({"lambda": 0.6, "sigma": 0.0})
+    chosen["eval"]["diff_vs_tacotron2_ci95"] = {"mcd": [-0.3, -0.5, -0.1], "predicted_mos": [-0.2, -0.3, -0.1],
+                                                    "log_f0_rmse": [0.0, -0.01, 0.01], "ffe": [0.0, -0.01, 0.01]}
+    chosen["eval"]["mcd_diff_vs_control_ci95"] = [0.1, -0.1, 0.3]
+    chosen["eval"]["verdict_conditions"] = {"mcd": True, "predicted_mos": False, "log_f0_rmse": True,
+                                                "ffe": True, "vs_control": False}
+    (layout["root"] / "RESULTS.json").write_text(json.dumps(records))
+    page = layout["root"] / write_listening_page(**layout["kwargs"])
+    p = parse(page)
+    assert [[(c, " ".join(t.split())) for c, t in row] for row in p.glance if row] == [[
+        ("name", "ebm_a (2 steps, lambda 0.6, sigma 0.0)"), ("pass", "-0.300 (-5.3%) \u2713[-0.500, -0.100]"),
+        ("fail", "-0.200 \u2717[-0.300, -0.100]"), ("pass", "+0.0000 \u2713[-0.0100, +0.0100]"),
+        ("pass", "+0.0000 \u2713[-0.0100, +0.0100]"), ("fail", "+0.100 \u2717[-0.100, +0.300]"), ("fail", "no")]]
+    text = page.read_text()
+    assert text.index('class="glance"') < text.index("<details>") < text.index("does not beat Tacotron 2")

@@ -198,6 +198,13 @@ def test_verdict_needs_mcd_mos_pitch_and_the_control(tmp_path, case, ebm, contro
     assert ("**beats Tacotron 2**" in line) == (failed is None), line
     assert line.count(": NO") == (failed is not None) and (failed is None or f"{failed}: NO" in line), line
     assert "predicted MOS" in line and "mel distance" in line and "silence share of MCD" in line
+    # the table above the sentences says the same: the failed condition's cell, and the last column
+    glance = next(row for row in md.splitlines() if row.startswith("| `ebm_x` ("))
+    cells = [c.strip() for c in glance.strip("|").split("|")]
+    assert len(cells) == 7 and cells[-1] == ("**yes**" if failed is None else "no"), glance
+    assert sum(c.endswith("✗") for c in cells[1:6]) == (failed is not None), glance
+    control = next(row for row in md.splitlines() if row.startswith("| control: Tacotron 2, variance"))
+    assert "✓" not in control and "✗" not in control and control.endswith("| - |")
     # every row carries the three measures, each with its difference from Tacotron 2 and its interval
     table = md[md.index("## Measures a vocoder cannot game"):]
     rows = [line for line in table.splitlines() if line.startswith("| ") and "---" not in line][1:]

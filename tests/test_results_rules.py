@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from ebm.cli import EbmError
-from ebm.results import Numbers, ScoreTables, SystemRecord, choose_on_dev, passes_on_dev, verdict
+from ebm.results import (Numbers, ScoreTables, SystemRecord, choose_on_dev, passes_on_dev, verdict,
+                         verdict_at_a_glance)
 from ebm.scoring import COLUMNS, write_f0_tracks
 
 BASE = dict(mcd=6.0, log_f0_rmse=0.20, vde=0.1, gpe=0.1, ffe=0.30, mel_distance=1.0, mcd_silence_share=0.1,
@@ -109,7 +110,9 @@ def test_the_verdict_beats_only_when_every_condition_holds(tmp_path, tables):
     assert "no variance-scaling control was run" in v.text and v.vs_control_ci95 is None
     assert set(v.diff_ci95) == {"mcd", "log_f0_rmse", "ffe"} and v.diff_ci95["mcd"][2] < 0
     assert ebm.eval.to_dict() == before  # the verdict returns its intervals; it writes into no record
-    assert list(v.eval_extra()) == ["mcd_diff_ci95", "log_f0_rmse_diff_ci95", "ffe_diff_ci95", "common_voiced_f0"]
+    assert list(v.eval_extra()) == ["mcd_diff_ci95", "log_f0_rmse_diff_ci95", "ffe_diff_ci95", "common_voiced_f0",
+                                    "verdict_conditions"]
+    assert v.conditions == {"mcd": True, "predicted_mos": True, "log_f0_rmse": True, "ffe": True}
 
 
 def test_a_worse_predicted_mos_loses_the_verdict(tmp_path, tables):
@@ -117,6 +120,7 @@ def test_a_worse_predicted_mos_loses_the_verdict(tmp_path, tables):
     v = verdict(ebm, base, tables)
     assert v.beats is False and v.text.startswith("**does not beat Tacotron 2**")
     assert "predicted MOS not worse outside the noise: NO" in v.text and "MCD lower outside the noise: yes" in v.text
+    assert v.conditions == {"mcd": True, "predicted_mos": False, "log_f0_rmse": True, "ffe": True}
 
 
 def test_a_better_control_loses_the_verdict(tmp_path, tables):
@@ -126,6 +130,7 @@ def test_a_better_control_loses_the_verdict(tmp_path, tables):
     assert v.beats is False and "MCD below the control's outside the noise: NO" in v.text
     assert "the EBM is worse" in v.text and v.vs_control_ci95[1] > 0
     assert "mcd_diff_vs_control_ci95" in v.eval_extra()
+    assert v.conditions["vs_control"] is False and sum(v.conditions.values()) == 4
     v_without = verdict(ebm, base, tables)  # the same setting without a control: it would have won
     assert v_without.beats is True
 
@@ -155,3 +160,40 @@ def test_the_verdict_names_missing_f0_tracks_and_the_fix(tmp_path, tables):
     (tmp_path / "ebm" / "eval1" / "scores_gl.f0.tsv").unlink()
     with pytest.raises(EbmError, match=r"ebm/eval1/scores_gl\.f0\.tsv is missing .* rerun stage 7"):
         verdict(ebm, base, tables)
+
+
+# --- the verdict at a glance, from RESULTS.json's records ---------------------------------------------------------
+
+def glance_record(held, control=True, **over):
+    e = {"diff_vs_tacotron2_ci95": {"mcd": [-0.5, -0.7, -0.3], "predicted_mos": [-0.2, -0.3, -0.1],
+                                    "log_f0_rmse": [0.001, -0.002, 0.004], "ffe": [None, None, None]},
+         "verdict_conditions": held}
+    if control:
+        e["mcd_diff_vs_control_ci95"] = [0.25, 0.1, 0.4]
+    r = {"system": "ebm", "exp": "ebm_a", "steps": 1, "lambda": 0.6, "sigma": 0.0, "chosen_on_dev": True, "eval": e}
+    return {**r, **over}
+
+
+def test_the_glance_table_shows_each_condition_with_its_interval():
+    held = {"mcd": True, "predicted_mos": False, "log_f0_rmse": True, "ffe": False, "vs_control": False}
+    others = [glance_record(held, chosen_on_dev=False), {"system": "tacotron2", "eval": {"mcd": 10.0}},
+              glance_record(held, eval=None), glance_record(held, eval={"mcd": 1.0})]  # older JSON: no conditions
+    chosen = glance_record(held)
+    chosen["eval"]["mcd"] = 9.5
+    rows = verdict_at_a_glance(others + [chosen])
+    assert len(rows) == 1
+    row = rows[0]
+    assert row["exp"] == "ebm_a" and row["setting"] == "1 step, lambda 0.6, sigma 0.0" and row["beats"] is False
+    assert row["cells"] == [("-0.500 [-0.700, -0.300] (-5.0%)", True), ("-0.200 [-0.300, -0.100]", False),
+                            ("+0.0010 [-0.0020, +0.0040]", True), ("NaN", False), ("+0.250 [+0.100, +0.400]", False)]
+    # without a control the last condition is not judged, and the rest decide
+    held = {"mcd": True, "predicted_mos": True, "log_f0_rmse": True, "ffe": True}
+    (row,) = verdict_at_a_glance([glance_record(held, control=False, steps=3)])
+    assert row["beats"] is True and row["cells"][-1] == ("-", None) and row["setting"].startswith("3 steps")
+    # the dev-chosen control is shown beside the EBMs, judged on nothing; alone it makes no table
+    ctl = {"system": "control_gv", "criterion": "variance x1.25", "chosen_on_dev": True,
+           "eval": {"diff_vs_tacotron2_ci95": {"mcd": [-0.4, -0.5, -0.3], "predicted_mos": [0.1, 0.0, 0.2]}}}
+    rows = verdict_at_a_glance([ctl, {**ctl, "chosen_on_dev": False}, glance_record(held)])
+    assert [r["beats"] for r in rows] == [None, True] and rows[0]["setting"] == "control: Tacotron 2, variance x1.25"
+    assert rows[0]["cells"][:3] == [("-0.400 [-0.500, -0.300]", None), ("+0.100 [+0.000, +0.200]", None), ("-", None)]
+    assert verdict_at_a_glance([ctl]) == []

@@ -41,7 +41,7 @@ from ebm.audio import read_mel
 from ebm.cli import run, setup_logging
 from ebm.io import read_scp, write_atomic
 from ebm.metrics import SILENCE_DB
-from ebm.results import ScoreTables, choose_on_dev, passes_on_dev, verdict
+from ebm.results import CONDITIONS, ScoreTables, choose_on_dev, passes_on_dev, verdict, verdict_at_a_glance
 from ebm.scoring import add_f0_range, f0_range
 from ebm.vocoder import FeatureSettings
 
@@ -254,6 +254,45 @@ def nan_to_null(x):
     return x
 
 
+def json_records(gt, base, controls, records, verdicts, best_by_exp, chosen_on_dev, vocoder_tag):
+    """RESULTS.json's rows: one per system, the verdict's numbers added to each dev-chosen setting's eval entry."""
+    extra = {id(best_by_exp[exp]): v.eval_extra() for exp, v in verdicts.items()}
+
+    def js(r):
+        out = {k: getattr(r, k) for k in ("system", "criterion", "init", "steps", "sigma", "min_bin",
+                                          "noise_level_max", "params", "scale")}
+        out["lambda"] = r.step_size
+        out["exp"] = os.path.basename(r.exp) if r.exp and r.system == "ebm" else None
+        out["decode"] = os.path.basename(os.path.normpath(r.dir)) if r.exp else None
+        out["chosen_on_dev"] = chosen_on_dev(r)
+        out["vocoder"] = vocoder_tag
+        out["eval"] = {**r.eval.to_dict(), **extra.get(id(r), {})} if r.eval is not None else None
+        out["dev"] = r.dev.to_dict()
+        for k in ("mcd", "log_f0_rmse", "ffe", "rtf") + tuple(key for key, _, _ in GAMEPROOF):
+            out[k] = (r.eval or {}).get(k)
+        return out
+
+    return [js(gt), js(base)] + [js(c) for c in controls] + [js(r) for r in records]
+
+
+def glance_table(records_json):
+    """RESULTS.md's verdict as a table (ebm.results.verdict_at_a_glance), above the verdict's sentences."""
+    rows = verdict_at_a_glance(nan_to_null(records_json))
+    if not rows:
+        return []
+    head = [h for _, _, h, _, _ in CONDITIONS]
+    out = ["Each EBM's per-utterance difference from Tacotron 2 with its 95% interval (the last condition: from the "
+           "control); ✓ the condition holds, ✗ it fails, - not judged.\n\n",
+           "| system (dev-chosen setting) | " + " | ".join(head) + " | beats Tacotron 2 |\n",
+           "|" + "---|" * (len(head) + 2) + "\n"]
+    for row in rows:
+        cells = [text + ("" if ok is None else (" ✓" if ok else " ✗")) for text, ok in row["cells"]]
+        name = f"`{row['exp']}` ({row['setting']})" if row["exp"] else row["setting"]
+        beats = "-" if row["beats"] is None else ("**yes**" if row["beats"] else "no")
+        out.append(f"| {name} | " + " | ".join(cells) + f" | {beats} |\n")
+    return out + ["\n"]
+
+
 def main(argv=None):
     args = get_parser().parse_args(argv)
     setup_logging()
@@ -311,6 +350,8 @@ def main(argv=None):
         md.append("No EBM decodes were given (stage 6 not run?).\n")
     verdicts = {exp: verdict(best, base, tables, ctl)
                 for exp, best in sorted(best_by_exp.items())}
+    records_json = json_records(gt, base, controls, records, verdicts, best_by_exp, chosen_on_dev, args.vocoder_tag)
+    md += glance_table(records_json)
     for exp, best in sorted(best_by_exp.items()):
         how = "" if passes_on_dev(best, base) else " (no setting met all four conditions on dev)"
         md.append(f"- `{os.path.basename(exp)}` ({best.criterion}; {_steps(best.steps)}, lambda "
@@ -346,23 +387,6 @@ def main(argv=None):
                           for p in figures) + "\n")
     write_atomic(args.output_md, "".join(md))
 
-    extra = {id(best): v.eval_extra() for best, v in ((best_by_exp[exp], v) for exp, v in verdicts.items())}
-
-    def js(r):
-        out = {k: getattr(r, k) for k in ("system", "criterion", "init", "steps", "sigma", "min_bin",
-                                          "noise_level_max", "params", "scale")}
-        out["lambda"] = r.step_size
-        out["exp"] = os.path.basename(r.exp) if r.exp and r.system == "ebm" else None
-        out["decode"] = os.path.basename(os.path.normpath(r.dir)) if r.exp else None
-        out["chosen_on_dev"] = chosen_on_dev(r)
-        out["vocoder"] = args.vocoder_tag
-        out["eval"] = {**r.eval.to_dict(), **extra.get(id(r), {})} if r.eval is not None else None
-        out["dev"] = r.dev.to_dict()
-        for k in ("mcd", "log_f0_rmse", "ffe", "rtf") + tuple(key for key, _, _ in GAMEPROOF):
-            out[k] = (r.eval or {}).get(k)
-        return out
-
-    records_json = [js(gt), js(base)] + [js(c) for c in controls] + [js(r) for r in records]
     write_atomic(args.output_json, json.dumps(nan_to_null(records_json), indent=1, allow_nan=False) + "\n")
     if args.search_log and records:
         write_search_log(records, best_by_exp, base, args.search_log)

@@ -30,15 +30,23 @@ def test_recipe_has_the_shared_pieces(recipe):
         assert (recipe / value).is_file(), f"{recipe.name}: {opt} {value} does not exist"
 
 
-@pytest.mark.parametrize("recipe", RECIPES, ids=[r.parent.name for r in RECIPES])
-def test_search_grid_names_existing_configs(recipe):
-    """Each line of conf/search.txt: train config, decode config, then steps, lambdas and sigmas as number lists
-    (or `config`); optional drift_min_bin=LIST (mel bin indices) and noise_level_max=LIST (an annealed decode
-    config's starting levels); an optional last field composes experts whose configs exist and are trained by an
-    earlier line."""
-    lines = [line.split() for line in (recipe / "conf/search.txt").read_text().splitlines()
+GRIDS = sorted(g for r in RECIPES for g in (r / "conf").glob("search*.txt"))
+
+
+def test_every_recipe_has_a_search_grid():
+    assert {g.parent.parent for g in GRIDS if g.name == "search.txt"} == set(RECIPES)
+
+
+@pytest.mark.parametrize("grid", GRIDS, ids=[f"{g.parent.parent.parent.name}/{g.name}" for g in GRIDS])
+def test_search_grid_names_existing_configs(grid):
+    """Each line of a grid (conf/search.txt, ./search.sh's default, and any conf/search_*.txt): train config, decode
+    config, then steps, lambdas and sigmas as number lists (or `config`); optional drift_min_bin=LIST (mel bin
+    indices) and noise_level_max=LIST (an annealed decode config's starting levels); an optional last field composes
+    experts whose configs exist and are trained by an earlier line."""
+    recipe = grid.parent.parent
+    lines = [line.split() for line in grid.read_text().splitlines()
              if line.strip() and not line.lstrip().startswith("#")]
-    assert lines, f"{recipe.name}: empty search grid"
+    assert lines, f"{grid}: empty search grid"
     for n, fields in enumerate(lines):
         assert not [f for f in fields if f.startswith("minbin=")], f"{recipe.name}: the old name, say drift_min_bin="
         for extra in [f for f in fields[5:] if f.startswith("drift_min_bin=")]:

@@ -52,10 +52,9 @@ h1 { font-size: 1.5em; margin-bottom: 0.2em; }
 table.glance { border-collapse: collapse; font-size: 0.9em; margin: 0.5em 0; background: #fff; }
 table.glance th, table.glance td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right;
                                    white-space: nowrap; }
-table.glance td.name { white-space: normal; }
-table.glance .ci { color: #555; font-size: 0.85em; }
 table.glance th { background: #eee; }
-table.glance td.name { text-align: left; min-width: 14em; }
+table.glance td.name { text-align: left; white-space: normal; min-width: 14em; }
+table.glance .ci { color: #555; font-size: 0.85em; }
 table.glance td.pass { background: #e6f4e6; }
 table.glance td.fail { background: #fbe3e3; }
 .scroll { overflow-x: auto; }
@@ -186,8 +185,9 @@ def verdict_lines(records, results_md=None):
 
 
 def glance_html(records):
-    """The verdict as a table (ebm.results.verdict_at_a_glance), one row per dev-chosen EBM, each condition's cell
-    green where it holds and red where it fails; empty for a RESULTS.json that predates the stored conditions."""
+    """The verdict as a table (ebm.results.verdict_at_a_glance), one row per dev-chosen EBM (and one for the control,
+    judged on nothing), each condition's cell green where it holds and red where it fails, its interval below the
+    mean; empty for a RESULTS.json that predates the stored conditions."""
     rows = verdict_at_a_glance(records)
     if not rows:
         return ""

@@ -246,6 +246,7 @@ CONDITIONS = [
     ("vs_control", "MCD below the control's outside the noise", "MCD vs control", "mcd_diff_vs_control_ci95", 3),
 ]
 
+
 def dev_conditions(r: SystemRecord, base: SystemRecord) -> List[bool]:
     """The verdict's conditions against Tacotron 2, on dev means: MCD lower, predicted MOS, log-F0 RMSE and FFE no
     worse (NaN fails its condition)."""

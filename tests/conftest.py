@@ -11,6 +11,10 @@ import soundfile as sf
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
+# A recipe run by a test finds the environment installed, or stops: path.sh would otherwise install tools/venv
+# (minutes, gigabytes) inside a test, and into the checkout itself, since test trees link the repository's tools/.
+os.environ.setdefault("EBM_NO_INSTALL", "1")
+
 
 @pytest.fixture
 def repo():

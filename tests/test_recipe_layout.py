@@ -67,3 +67,24 @@ def test_search_grid_names_existing_configs(grid):
                 config, weight = item.rsplit(":", 1)
                 assert float(weight) > 0 and (recipe / config).is_file(), f"{recipe.name}: {fields}"
                 assert any(f[0] == config for f in lines[:n]), f"{recipe.name}: {config} is not trained before"
+
+
+def test_a_recipe_under_test_does_not_install_the_environment(tmp_path):
+    """path.sh installs tools/venv on first use, except where EBM_NO_INSTALL is set (conftest sets it): a test tree
+    without the environment stops at once with the fix, and its installer is never called."""
+    import shutil
+    import subprocess
+
+    for sub in ["egs/TEMPLATE", "egs/mini_espeak", "utils"]:
+        shutil.copytree(REPO / sub, tmp_path / sub, symlinks=True,
+                        ignore=shutil.ignore_patterns("data", "dump", "exp", "downloads", "__pycache__"))
+    (tmp_path / "tools").mkdir()
+    (tmp_path / "tools/install.sh").write_text(f"#!/bin/sh\ntouch {tmp_path}/installer_ran\n")
+    (tmp_path / "tools/install.sh").chmod(0o755)
+    assert os.environ.get("EBM_NO_INSTALL")
+    proc = subprocess.run(["./run.sh", "--stage", "0", "--stop-stage", "0"], cwd=tmp_path / "egs/mini_espeak/tts1",
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode != 0
+    assert "tools/venv is not installed and EBM_NO_INSTALL is set: run tools/install.sh" in proc.stderr
+    assert not (tmp_path / "installer_ran").exists() and not (tmp_path / "tools/venv").exists()
+    assert not (tmp_path / "egs/mini_espeak/tts1/data").exists()

@@ -3,6 +3,11 @@ MAIN_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)
 export MAIN_ROOT
 
 if [ ! -f "${MAIN_ROOT}/tools/venv/.ebm_installed" ]; then
+    if [ -n "${EBM_NO_INSTALL:-}" ]; then  # set by the tests: a recipe under test must not install 7 GB on its own
+        echo "path.sh: ${MAIN_ROOT}/tools/venv is not installed and EBM_NO_INSTALL is set: run tools/install.sh" \
+             "(or make -C tools test, which installs it first)" >&2
+        return 1 2>/dev/null || exit 1
+    fi
     echo "path.sh: ${MAIN_ROOT}/tools/venv is not installed yet: running tools/install.sh (first use only)" >&2
     "${MAIN_ROOT}/tools/install.sh" || { echo "path.sh: the environment could not be installed" >&2; return 1 2>/dev/null || exit 1; }
 fi

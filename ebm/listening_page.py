@@ -181,7 +181,9 @@ def verdict_lines(records, results_md=None):
     m = re.search(r"^## Verdict[^\n]*\n(.*?)(?=^## |\Z)", md, flags=re.S | re.M)
     if not m:
         return []
-    return [re.sub(r"^[-*] ", "", line.strip()) for line in m.group(1).splitlines() if line.strip()]
+    lines = [line.strip() for line in m.group(1).splitlines() if line.strip() and not line.lstrip().startswith("|")]
+    bullets = [re.sub(r"^[-*] ", "", line) for line in lines if re.match(r"[-*] ", line)]
+    return bullets or lines  # the section's bullets, not its table (the page draws that from RESULTS.json)
 
 
 def glance_html(records):

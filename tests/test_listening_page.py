@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import urllib.parse
 from html.parser import HTMLParser
 
@@ -206,3 +207,11 @@ def test_verdict_table_leads_when_results_json_stores_the_conditions(layout):
         ("pass", "+0.0000 \u2713[-0.0100, +0.0100]"), ("fail", "+0.100 \u2717[-0.100, +0.300]"), ("fail", "no")]]
     text = page.read_text()
     assert text.index('class="glance"') < text.index("<details>") < text.index("does not beat Tacotron 2")
+    # RESULTS.md's verdict section as make_results writes it (caption, table, bullets): the page lists the bullets
+    md = layout["root"] / "RESULTS.md"
+    md.write_text(md.read_text().replace("## Verdict (eval, at the dev-chosen setting)\n\n",
+                                         "## Verdict (eval, at the dev-chosen setting)\n\nEach row's difference.\n\n"
+                                         "| system | MCD |\n|---|---|\n| `ebm_a` (2 steps) | -0.3 |\n\n"))
+    text = (layout["root"] / write_listening_page(**layout["kwargs"])).read_text()
+    items = re.findall(r"<li>(.*?)</li>", text, flags=re.S)
+    assert len(items) == 1 and "does not beat Tacotron 2" in items[0] and "|" not in items[0]

@@ -228,8 +228,8 @@ def test_evaluation_stage_writes_results(results_recipe):
     assert "| analysis-synthesis |" in md and "| Tacotron 2 |" in md and "ebm_train_ebm_tiny" in md
     assert "Tacotron 2** on 5 eval utterances" in md  # the verdict: "beats" or "does not beat"
     assert "On the frames voiced in the reference and in both systems, log-F0 RMSE" in md
-    glance = [line for line in verdict_text(md).splitlines() if line.startswith("| `ebm_train_ebm_tiny` (")]
-    assert len(glance) == 1 and glance[0].endswith((" | no |", " | **yes** |")), glance  # the verdict's table
+    glance = [line for line in verdict_text(md).splitlines() if line.startswith("| `ebm_")]  # the verdict's table
+    assert glance and all(line.endswith((" | no |", " | **yes** |")) for line in glance), glance
     records = json.loads((results_recipe / "RESULTS.json").read_text())
     assert [r["system"] for r in records] == ["analysis-synthesis", "tacotron2", "ebm", "ebm"]
     ebm = [r for r in records if r["system"] == "ebm"]
@@ -449,8 +449,8 @@ def test_listening_page_and_tensorboard_curves(results_recipe):
     page = results_recipe / "exp/results_griffin_lim/index.html"
     p = parse(page)
     assert "table" in p.tags and "Tacotron 2" in " ".join(p.verdict_text.split())
-    rows = [row for row in p.glance if row]  # the verdict's table: the chosen EBM, no control in this run
-    assert len(rows) == 1 and rows[0][0][1].startswith("ebm_train_ebm_tiny") and len(rows[0]) == 7, rows
+    rows = [row for row in p.glance if row]  # the verdict's table: a row per chosen EBM (a product of experts'
+    assert rows and all(len(row) == 7 and row[0][1].startswith("ebm_") for row in rows), rows  # too, once run)
     assert [s["id"] for s in p.sections] == sorted(read_ids(results_recipe / "dump/raw/eval1/text"))
     for s in p.sections:  # recording, analysis-synthesis, Tacotron 2 and at least one EBM
         assert s["audio"] >= 4 and s["img"] == s["audio"], s

@@ -354,9 +354,9 @@ def verdict_at_a_glance(records: List[dict]) -> List[dict]:
     """The verdict of each dev-chosen EBM as table rows, from RESULTS.json's records (as make_results writes them):
     ``{"exp", "setting", "beats", "cells": [(text, held or None), ...]}``, one cell per entry of CONDITIONS, each the
     per-utterance difference with its 95% interval (MCD's also relative to Tacotron 2's mean). The dev-chosen
-    control comes as a row of its own (``beats`` None, nothing judged), to show what sharpening alone gains. RESULTS.md and the listening page both show this table, so
-    that a reader sees which condition failed without reading the verdict's sentence. Records written before the
-    verdict stored its conditions give no rows."""
+    control comes as a row of its own (``beats`` None, nothing judged), to show what sharpening alone gains.
+    RESULTS.md and the listening page both show this table, so that a reader sees which condition failed without
+    reading the verdict's sentence. Records written before the verdict stored its conditions give no rows."""
     base = next((r.get("eval") for r in records if r.get("system") == "tacotron2"), None) or {}
     rows = []
     for r in records:

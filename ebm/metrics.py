@@ -389,4 +389,5 @@ def score_pair(ref_wav, gen_wav, fs: int, n_shift: int = 256, n_fft: int = 1024,
                f0_ceil: float = 800.0) -> Dict[str, float]:
     """The signal-pair metrics of one utterance (:func:`score_analyses`); reads each signal once."""
     opts = dict(fs=fs, n_shift=n_shift, n_fft=n_fft, order=order, alpha=alpha, f0_floor=f0_floor, f0_ceil=f0_ceil)
-    return score_analyses(analyse(ref_wav, what="reference wav", **opts), analyse(gen_wav, what="generated wav", **opts))
+    return score_analyses(analyse(ref_wav, what="reference wav", **opts),
+                          analyse(gen_wav, what="generated wav", **opts))

@@ -3,8 +3,8 @@
 Stage 7's log-F0 RMSE of a system counts the frames voiced in it and in the reference. A refinement that voices
 more of the reference's voiced frames (a lower VDE) is then scored on more, and harder, frames: its log-F0 RMSE
 can rise while its pitch is no worse. This script scores every system on the same frames, those voiced in the
-reference and in all systems (:func:`ebm.metrics.common_voiced_f0`, through :mod:`ebm.scoring`), and reports each system's paired
-difference from the first (the baseline) with a 95% bootstrap interval over utterances.
+reference and in all systems (:func:`ebm.metrics.common_voiced_f0`, through :mod:`ebm.scoring`), and reports each
+system's paired difference from the first (the baseline) with a 95% bootstrap interval over utterances.
 
 Example (egs/<corpus>/tts1, after stage 7)::
 

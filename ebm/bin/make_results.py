@@ -281,8 +281,8 @@ def glance_table(records_json):
     if not rows:
         return []
     head = [h for _, _, h, _, _ in CONDITIONS]
-    out = ["Each row's per-utterance difference from Tacotron 2 with its 95% interval (the last column: from the "
-           "control); ✓ the condition holds, ✗ it fails, none: not judged (the control is shown for comparison).\n\n",
+    out = ["Each row's per-utterance difference from Tacotron 2 with its 95% interval "
+           "(the last column: from the control); ✓ the condition holds, ✗ it fails, none: not judged (the control is shown for comparison).\n\n",
            "| system (dev-chosen setting) | " + " | ".join(head) + " | beats Tacotron 2 |\n",
            "|" + "---|" * (len(head) + 2) + "\n"]
     for row in rows:

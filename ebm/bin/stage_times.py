@@ -12,7 +12,8 @@ import csv
 from ebm.cli import EbmError, run
 
 NAMES = {"0": "corpus", "1": "data dirs", "2": "tokens and statistics", "3": "Tacotron 2 training",
-         "4": "Tacotron 2 decoding", "5": "EBM training", "6": "Langevin decoding", "7": "evaluation (vocoder, metrics, table)"}
+         "4": "Tacotron 2 decoding", "5": "EBM training", "6": "Langevin decoding",
+         "7": "evaluation (vocoder, metrics, table)"}
 
 
 def read_runs(path):

@@ -390,3 +390,63 @@ def verdict_at_a_glance(records: List[dict]) -> List[dict]:
                    if steps is not None else "")
         rows.append({"exp": r.get("exp") or "", "setting": setting, "beats": all(held.values()), "cells": cells})
     return rows if any(row["beats"] is not None for row in rows) else []
+
+
+#: What a reproduction check compares, in the order of the recipes' README tables: key, header and decimals.
+REPRODUCED = [("mcd", "MCD", 3), ("log_f0_rmse", "log-F0 RMSE", 4), ("ffe", "FFE", 3),
+              ("predicted_mos", "predicted MOS", 3), ("mel_distance", "mel distance (dB)", 3)]
+
+
+def _roles(records: List[dict]) -> Dict[str, dict]:
+    """The rows a recipe's table shows, keyed by what they are rather than by their setting (a rerun's dev search
+    may choose another one): analysis-synthesis, Tacotron 2, the dev-chosen control, each EBM's dev-chosen setting."""
+    out = {}
+    for r in records:
+        system = r.get("system")
+        if system in ("analysis-synthesis", "tacotron2"):
+            out.setdefault(system, r)
+        elif system == "control_gv" and r.get("chosen_on_dev"):
+            out.setdefault("control", r)
+        elif system == "ebm" and r.get("chosen_on_dev"):
+            out.setdefault(f"ebm {r.get('exp')}", r)
+    return out
+
+
+def _setting(r: dict) -> str:
+    if r.get("system") == "control_gv":
+        return f"x{r.get('scale')}"
+    if r.get("steps") is not None:
+        return f"{r['steps']} step{'' if r['steps'] == 1 else 's'}, lambda {r.get('lambda')}"
+    return "-"
+
+
+def reproduction(committed: List[dict], rerun: List[dict], split: str = "eval") -> List[dict]:
+    """Compare a rerun's RESULTS.json records with the committed ones, row by row of the table (:func:`_roles`).
+
+    Each row: ``{"role", "settings": (committed, rerun), "cells": [(key, committed, rerun, inside), ...]}`` with
+    the two runs' means of ``split`` and, for every row but Tacotron 2's, ``inside``: whether the rerun's
+    per-utterance difference from its own Tacotron 2 lies in the committed run's 95% interval of that difference
+    (None where either run has no interval, as on dev). The differences are what the recipes' verdicts rest on,
+    and they carry intervals; the absolute numbers do not (the two runs' per-utterance scores are not stored
+    together), so they are shown for reading, not judged. A role scored in one run only comes as a row with no
+    cells (``settings`` names the run that has it), so that a missing EBM or control is seen."""
+    a, b = _roles(committed), _roles(rerun)
+    rows = []
+    for role in list(a) + [r for r in b if r not in a]:
+        ra, rb = a.get(role), b.get(role)
+        ea, eb = (ra or {}).get(split), (rb or {}).get(split)
+        if not isinstance(ea, dict) or not isinstance(eb, dict):
+            if isinstance(ea, dict) or isinstance(eb, dict):
+                rows.append({"role": role, "cells": [],
+                             "settings": (_setting(ra) if ra else "not run", _setting(rb) if rb else "not run")})
+            continue
+        cells = []
+        for key, _, _ in REPRODUCED:
+            ci = (ea.get("diff_vs_tacotron2_ci95") or {}).get(key)
+            diff = (eb.get("diff_vs_tacotron2_ci95") or {}).get(key)
+            inside = None
+            if isinstance(ci, list) and isinstance(diff, list) and None not in ci + diff[:1]:
+                inside = bool(ci[1] <= diff[0] <= ci[2])
+            cells.append((key, ea.get(key), eb.get(key), inside, ci, diff))
+        rows.append({"role": role, "settings": (_setting(ra), _setting(rb)), "cells": cells})
+    return rows

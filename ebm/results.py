@@ -428,7 +428,8 @@ def reproduction(committed: List[dict], rerun: List[dict], split: str = "eval") 
     per-utterance difference from its own Tacotron 2 lies in the committed run's 95% interval of that difference
     (None where either run has no interval, as on dev). The differences are what the recipes' verdicts rest on,
     and they carry intervals; the absolute numbers do not (the two runs' per-utterance scores are not stored
-    together), so they are shown for reading, not judged. A role scored in one run only comes as a row with no
+    together), so they are shown for reading, not judged. Analysis-synthesis is the same in both runs, so its
+    row's differences are the check of Tacotron 2 itself. A role scored in one run only comes as a row with no
     cells (``settings`` names the run that has it), so that a missing EBM or control is seen."""
     a, b = _roles(committed), _roles(rerun)
     rows = []

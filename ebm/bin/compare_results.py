@@ -6,7 +6,8 @@ Tacotron 2, the dev-chosen control, each EBM at its dev choice, whatever setting
 what it is; each metric shows both runs' means and, for every row but Tacotron 2's, whether the rerun's
 difference from its Tacotron 2 falls inside the committed 95% interval of that difference (✓ / ✗): the
 differences are what the verdict rests on. Tacotron 2's own numbers are shown but not judged (the two runs'
-per-utterance scores are not kept together, so there is no interval for them). A row in one run only (an EBM
+per-utterance scores are not kept together, so there is no interval for them); analysis-synthesis, which a rerun
+reproduces exactly, judges it instead: its difference from Tacotron 2 moves only with Tacotron 2. A row in one run only (an EBM
 that the other did not train) is listed as such.
 
 Example, in egs/<corpus>/tts1 after ``./run.sh`` rewrote RESULTS.json::

@@ -303,6 +303,7 @@ def test_evaluation_compares_with_the_variance_scaling_control(results_recipe):
     controls = [r for r in records if r["system"] == "control_gv"]
     assert sorted(r["scale"] for r in controls) == [1.5, 2.0] and sum(r["chosen_on_dev"] for r in controls) == 1
     assert [f'{r["scale"]:g}' for r in controls if r["chosen_on_dev"]] == evaluated
+    assert min(controls, key=lambda r: r["dev"]["mcd"])["chosen_on_dev"]  # the control: the lowest dev MCD
     assert all(r["dev"]["rtf"] == records[1]["dev"]["rtf"] for r in controls)  # its cost is Tacotron 2's
     chosen = [r for r in records if r["system"] == "ebm" and r["chosen_on_dev"] and r["eval"]]
     assert chosen and all(len(r["eval"]["mcd_diff_vs_control_ci95"]) == 3 for r in chosen)

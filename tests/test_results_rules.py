@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from ebm.cli import EbmError
-from ebm.results import (Numbers, ScoreTables, SystemRecord, choose_on_dev, passes_on_dev, verdict,
-                         verdict_at_a_glance)
+from ebm.results import (Numbers, ScoreTables, SystemRecord, choose_control_on_dev, choose_on_dev, passes_on_dev,
+                         verdict, verdict_at_a_glance)
 from ebm.scoring import COLUMNS, write_f0_tracks
 
 BASE = dict(mcd=6.0, log_f0_rmse=0.20, vde=0.1, gpe=0.1, ffe=0.30, mel_distance=1.0, mcd_silence_share=0.1,
@@ -58,6 +58,16 @@ def test_nan_fails_its_condition():
     defined = rec("defined", mcd=5.0)
     assert not passes_on_dev(undefined, BASE_REC)
     assert choose_on_dev([undefined, defined], BASE_REC)["exp/ebm_a"] is defined
+
+
+def test_the_control_is_the_scale_with_the_lowest_dev_mcd():
+    # a strong scale: MOS and pitch look better, MCD much worse; a mild one: MCD below Tacotron 2's, MOS, F0 worse
+    strong = SystemRecord(system="control_gv", dir="gv1.75", exp="control_gv", scale=1.75,
+                          dev=numbers(mcd=7.0, predicted_mos=3.2, log_f0_rmse=0.19, ffe=0.29), eval=None)
+    mild = SystemRecord(system="control_gv", dir="gv1.25", exp="control_gv", scale=1.25,
+                        dev=numbers(mcd=5.9, predicted_mos=2.9, log_f0_rmse=0.21), eval=None)
+    assert choose_on_dev([strong, mild], BASE_REC)["control_gv"] is strong  # the EBMs' rule would pick it
+    assert choose_control_on_dev([strong, mild]) is mild and choose_control_on_dev([mild, strong]) is mild
 
 
 # --- the verdict, on per-utterance tables --------------------------------------------------------------------------

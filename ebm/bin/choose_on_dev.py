@@ -9,7 +9,7 @@ Tacotron 2 and analysis-synthesis), not for every setting of a sweep. One direct
 import argparse
 
 from ebm.cli import run, setup_logging
-from ebm.results import ScoreTables, choose_on_dev
+from ebm.results import ScoreTables, choose_control_on_dev, choose_on_dev
 from ebm.scoring import add_f0_range, f0_range
 
 
@@ -34,7 +34,7 @@ def main(argv=None):
     base = tables.system("tacotron2", args.baseline, with_eval=False)
     chosen = []
     if args.control:
-        chosen.append(choose_on_dev([tables.control(d, with_eval=False) for d in args.control], base)["control_gv"])
+        chosen.append(choose_control_on_dev([tables.control(d, with_eval=False) for d in args.control]))
     records = [tables.ebm(d, base, with_eval=False) for d in args.ebm]
     chosen += [r for _, r in sorted(choose_on_dev(records, base).items())]
     for r in chosen:

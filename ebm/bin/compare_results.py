@@ -54,7 +54,8 @@ def format_rows(rows, split):
             cells.append(text)
         cells = cells or ["scored in one run only"] + [""] * (len(REPRODUCED) - 1)
         out.append(f"| {row['role']} | {' / '.join(row['settings'])} | " + " | ".join(cells) + " |")
-    out.append(f"\n{held} of {n} differences from Tacotron 2 inside the committed intervals")
+    out.append(f"\n{held} of {n} differences from Tacotron 2 inside the committed intervals" if n else
+               f"\nno intervals on {split} (stage 7 computes them on eval): the means only")
     return "\n".join(out), held, n
 
 

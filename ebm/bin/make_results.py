@@ -1,8 +1,8 @@
 """Collect stage 7's scores into RESULTS.md, RESULTS.json and plots: the EBM against Tacotron 2.
 
 Rows: the references through the vocoder (analysis-synthesis: the floor any system can reach with it), Tacotron 2's
-free-running decodes, the variance-scaling controls (Tacotron 2 sharpened without text or energy; the scale chosen
-on dev like an EBM's setting, and each verdict says whether the EBM beats it too), and every Langevin decode of
+free-running decodes, the variance-scaling controls (Tacotron 2 sharpened without text or energy; the scale with
+the lowest dev MCD is the control, and each verdict says whether the EBM beats it too), and every Langevin decode of
 every EBM given. For each EBM (one ``exp/ebm_*`` directory,
 i.e. one training criterion) the setting chosen on *dev* is marked: the verdict's rule applied to dev (MCD lower,
 predicted MOS, log-F0 RMSE and FFE no worse than Tacotron 2's), the lowest dev MCD among the settings that fail the
@@ -41,7 +41,8 @@ from ebm.audio import read_mel
 from ebm.cli import run, setup_logging
 from ebm.io import read_scp, write_atomic
 from ebm.metrics import SILENCE_DB
-from ebm.results import CONDITIONS, ScoreTables, choose_on_dev, passes_on_dev, verdict, verdict_at_a_glance
+from ebm.results import (CONDITIONS, ScoreTables, choose_control_on_dev, choose_on_dev, passes_on_dev, verdict,
+                         verdict_at_a_glance)
 from ebm.scoring import add_f0_range, f0_range
 from ebm.vocoder import FeatureSettings
 
@@ -303,7 +304,7 @@ def main(argv=None):
     records = [tables.with_diffs(tables.ebm(d, base), base) for d in args.ebm]
     controls = [tables.with_diffs(tables.control(d), base) for d in args.control]
     best_by_exp = choose_on_dev(records, base)
-    ctl = choose_on_dev(controls, base)["control_gv"] if controls else None
+    ctl = choose_control_on_dev(controls) if controls else None
     chosen = [ctl] + list(best_by_exp.values())
 
     def chosen_on_dev(r):
@@ -343,8 +344,8 @@ def main(argv=None):
           "voiced in the reference and in both (`ebm.bin.compare_f0`): better voicing alone adds hard frames to "
           "the table's log-F0 RMSE."
           + (" Control rows: Tacotron 2's output with each mel bin's deviations from its utterance mean scaled "
-             "(`ebm.bin.gv_postfilter`), sharpening without text or energy; the scale is chosen on dev by the same "
-             "rule, and each verdict ends with the EBM against it." if controls else "") + "\n\n",
+             "(`ebm.bin.gv_postfilter`), sharpening without text or energy; the scale with the lowest dev MCD is "
+             "the control (what sharpening alone gains on MCD), and each verdict ends with the EBM against it." if controls else "") + "\n\n",
           "## Verdict (eval, at the dev-chosen setting)\n\n"]
     if not records:
         md.append("No EBM decodes were given (stage 6 not run?).\n")

@@ -3,11 +3,12 @@
 ``ebm.bin.make_results`` reads stage 7's tables into :class:`SystemRecord` (one per system: analysis-synthesis,
 Tacotron 2, a variance-scaling control, one Langevin decode), each with its dev and eval :class:`Numbers`. The
 rules are functions that return what they computed and write into no record: :func:`choose_on_dev` picks each
-EBM's setting and :func:`choose_control_on_dev` the control's scale, :func:`verdict` says whether the chosen setting beats Tacotron 2 on eval
-and returns its intervals, :func:`against_control` compares it with the chosen control. The writers of RESULTS.md,
-RESULTS.json and the search log combine records and verdicts, so what they write does not depend on the order in
-which the rules ran; :func:`verdict_at_a_glance` turns RESULTS.json's records back into the verdict's table, which
-RESULTS.md and the listening page both show.
+EBM's setting and :func:`choose_control_on_dev` the control's scale, :func:`verdict` says whether the chosen
+setting beats Tacotron 2 on eval and returns its intervals, :func:`against_control` compares it with the chosen
+control. The writers of RESULTS.md, RESULTS.json and the search log combine records and verdicts, so what they
+write does not depend on the order in which the rules ran; :func:`verdict_at_a_glance` turns RESULTS.json's
+records back into the verdict's table, which RESULTS.md and the listening page both show; :func:`reproduction`
+compares two runs' RESULTS.json.
 
 The verdict says "beats" only when every one of these holds on eval: MCD lower outside the noise (the 95% paired
 bootstrap interval of the per-utterance difference below 0); predicted MOS not worse outside the noise (its
@@ -431,8 +432,9 @@ def _setting(r: dict) -> str:
 def reproduction(committed: List[dict], rerun: List[dict], split: str = "eval") -> List[dict]:
     """Compare a rerun's RESULTS.json records with the committed ones, row by row of the table (:func:`_roles`).
 
-    Each row: ``{"role", "settings": (committed, rerun), "cells": [(key, committed, rerun, inside), ...]}`` with
-    the two runs' means of ``split`` and, for every row but Tacotron 2's, ``inside``: whether the rerun's
+    Each row: ``{"role", "settings": (committed, rerun), "cells": [(key, committed, rerun, inside, committed_ci,
+    rerun_diff), ...]}`` with the two runs' means of ``split``, their differences from Tacotron 2 ([mean, low,
+    high], None for Tacotron 2's row and on dev) and, for every row but Tacotron 2's, ``inside``: whether the rerun's
     per-utterance difference from its own Tacotron 2 lies in the committed run's 95% interval of that difference
     (None where either run has no interval, as on dev). The differences are what the recipes' verdicts rest on,
     and they carry intervals; the absolute numbers do not (the two runs' per-utterance scores are not stored

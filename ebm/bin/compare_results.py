@@ -7,8 +7,8 @@ what it is; each metric shows both runs' means and, for every row but Tacotron 2
 difference from its Tacotron 2 falls inside the committed 95% interval of that difference (✓ / ✗): the
 differences are what the verdict rests on. Tacotron 2's own numbers are shown but not judged (the two runs'
 per-utterance scores are not kept together, so there is no interval for them); analysis-synthesis, which a rerun
-reproduces exactly, judges it instead: its difference from Tacotron 2 moves only with Tacotron 2. A row in one run only (an EBM
-that the other did not train) is listed as such.
+reproduces exactly, judges it instead: its difference from Tacotron 2 moves only with Tacotron 2. A row in one
+run only (an EBM that the other did not train) is listed as such.
 
 Example, in egs/<corpus>/tts1 after ``./run.sh`` rewrote RESULTS.json::
 

@@ -282,8 +282,9 @@ def glance_table(records_json):
     if not rows:
         return []
     head = [h for _, _, h, _, _ in CONDITIONS]
-    out = ["Each row's per-utterance difference from Tacotron 2 with its 95% interval "
-           "(the last column: from the control); ✓ the condition holds, ✗ it fails, none: not judged (the control is shown for comparison).\n\n",
+    out = ["Each row's per-utterance difference from Tacotron 2 with its 95% interval (the last column: from the "
+           "control); ✓ the condition holds, ✗ it fails, none: not judged (the control is shown for comparison)."
+           "\n\n",
            "| system (dev-chosen setting) | " + " | ".join(head) + " | beats Tacotron 2 |\n",
            "|" + "---|" * (len(head) + 2) + "\n"]
     for row in rows:
@@ -345,7 +346,8 @@ def main(argv=None):
           "the table's log-F0 RMSE."
           + (" Control rows: Tacotron 2's output with each mel bin's deviations from its utterance mean scaled "
              "(`ebm.bin.gv_postfilter`), sharpening without text or energy; the scale with the lowest dev MCD is "
-             "the control (what sharpening alone gains on MCD), and each verdict ends with the EBM against it." if controls else "") + "\n\n",
+             "the control (what sharpening alone gains on MCD), and each verdict ends with the EBM against it."
+             if controls else "") + "\n\n",
           "## Verdict (eval, at the dev-chosen setting)\n\n"]
     if not records:
         md.append("No EBM decodes were given (stage 6 not run?).\n")

@@ -16,7 +16,6 @@ mels of their audio.
 """
 
 import html
-import json
 import logging
 import os
 import re
@@ -30,7 +29,7 @@ import soundfile as sf
 
 from ebm.cli import EbmError
 from ebm.io import open_feats_scp, read_scp, write_atomic
-from ebm.results import CONDITIONS, verdict_at_a_glance
+from ebm.results import CONDITIONS, load_records, verdict_at_a_glance
 
 NA = "n/a"
 MEL_DIR = "mels"
@@ -85,20 +84,6 @@ class System:
     wav_scp: Optional[str]  # None: not decoded on the eval set (``note`` says why)
     feats_scp: Optional[str] = None  # the model's output mel; None: the mel of its audio
     note: str = ""
-
-
-def load_records(path):
-    """RESULTS.json's rows (one dict per system), as ``ebm.bin.make_results`` writes them."""
-    if not os.path.isfile(path):
-        raise EbmError(f"{path} does not exist: run stage 7's make_results first (it writes the table the page shows)")
-    try:
-        with open(path, encoding="utf-8") as f:
-            records = json.load(f)
-    except json.JSONDecodeError as e:
-        raise EbmError(f"{path} is not valid JSON ({e}): rerun stage 7")
-    if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
-        raise EbmError(f"{path} is not a list of system records: rerun stage 7")
-    return records
 
 
 def _num(v):

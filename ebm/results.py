@@ -16,6 +16,7 @@ interval not below 0); log-F0 RMSE and FFE no worse; and, when a variance-scalin
 the control's outside the noise. Dev chooses with the same conditions on dev means.
 """
 
+import json
 import os
 import re
 import warnings
@@ -359,6 +360,11 @@ def verdict(best: SystemRecord, base: SystemRecord, tables: ScoreTables,
     return Verdict(text + control_text, beats, diff_ci95, vs_control, common, wins)
 
 
+def _steps_label(r: dict) -> str:
+    steps = r.get("steps")
+    return f"{steps} step{'' if steps == 1 else 's'}, lambda {r.get('lambda')}"
+
+
 def verdict_at_a_glance(records: List[dict]) -> List[dict]:
     """The verdict of each dev-chosen EBM as table rows, from RESULTS.json's records (as make_results writes them):
     ``{"exp", "setting", "beats", "cells": [(text, held or None), ...]}``, one cell per entry of CONDITIONS, each the
@@ -395,10 +401,23 @@ def verdict_at_a_glance(records: List[dict]) -> List[dict]:
                          "cells": cells})
             continue
         steps = r.get("steps")
-        setting = (f"{steps} step{'' if steps == 1 else 's'}, lambda {r.get('lambda')}, sigma {r.get('sigma')}"
-                   if steps is not None else "")
+        setting = f"{_steps_label(r)}, sigma {r.get('sigma')}" if steps is not None else ""
         rows.append({"exp": r.get("exp") or "", "setting": setting, "beats": all(held.values()), "cells": cells})
     return rows if any(row["beats"] is not None for row in rows) else []
+
+
+def load_records(path) -> List[dict]:
+    """RESULTS.json's rows (one dict per system), as ``ebm.bin.make_results`` writes them."""
+    if not os.path.isfile(path):
+        raise EbmError(f"{path} does not exist: run stage 7 (its make_results writes RESULTS.json)")
+    try:
+        with open(path, encoding="utf-8") as f:
+            records = json.load(f)
+    except json.JSONDecodeError as e:
+        raise EbmError(f"{path} is not valid JSON ({e}): rerun stage 7")
+    if not isinstance(records, list) or not all(isinstance(r, dict) and "system" in r for r in records):
+        raise EbmError(f"{path} is not a RESULTS.json (a list of system records): rerun stage 7")
+    return records
 
 
 #: What a reproduction check compares, in the order of the recipes' README tables: key, header and decimals.
@@ -425,7 +444,7 @@ def _setting(r: dict) -> str:
     if r.get("system") == "control_gv":
         return f"x{r.get('scale')}"
     if r.get("steps") is not None:
-        return f"{r['steps']} step{'' if r['steps'] == 1 else 's'}, lambda {r.get('lambda')}"
+        return _steps_label(r)
     return "-"
 
 

@@ -17,23 +17,9 @@ Example, in egs/<corpus>/tts1 after ``./run.sh`` rewrote RESULTS.json::
 """
 
 import argparse
-import json
 
 from ebm.cli import EbmError, run
-from ebm.results import REPRODUCED, reproduction
-
-
-def read_records(path):
-    try:
-        with open(path) as f:
-            records = json.load(f)
-    except FileNotFoundError:
-        raise EbmError(f"{path} does not exist: give the RESULTS.json that make_results (stage 7) wrote")
-    except json.JSONDecodeError as e:
-        raise EbmError(f"{path} is not JSON ({e}): give the RESULTS.json that make_results (stage 7) wrote")
-    if not isinstance(records, list) or not all(isinstance(r, dict) and "system" in r for r in records):
-        raise EbmError(f"{path} is not a RESULTS.json (a list of records with a 'system' each)")
-    return records
+from ebm.results import REPRODUCED, load_records, reproduction
 
 
 def format_rows(rows, split):
@@ -56,7 +42,7 @@ def format_rows(rows, split):
         out.append(f"| {row['role']} | {' / '.join(row['settings'])} | " + " | ".join(cells) + " |")
     out.append(f"\n{held} of {n} differences from Tacotron 2 inside the committed intervals" if n else
                f"\nno intervals on {split} (stage 7 computes them on eval): the means only")
-    return "\n".join(out), held, n
+    return "\n".join(out)
 
 
 def main(argv=None):
@@ -66,10 +52,10 @@ def main(argv=None):
     p.add_argument("--split", default="eval", choices=["eval", "dev"],
                    help="eval carries the intervals; dev shows the means only")
     args = p.parse_args(argv)
-    rows = reproduction(read_records(args.committed), read_records(args.rerun), args.split)
+    rows = reproduction(load_records(args.committed), load_records(args.rerun), args.split)
     if not rows:
         raise EbmError(f"{args.committed} and {args.rerun} share no row scored on {args.split}")
-    print(format_rows(rows, args.split)[0])
+    print(format_rows(rows, args.split))
 
 
 if __name__ == "__main__":

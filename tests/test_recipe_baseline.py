@@ -152,6 +152,21 @@ def test_ebm_training_resumes(ebm_recipe):
     assert (exp / "checkpoint.pth").exists() and (exp / "valid.refine_gain.best.pth").exists()
 
 
+def test_a_resumed_training_repeats_an_uninterrupted_one_bit_for_bit(ebm_recipe):
+    """ESPnet seeds every epoch, so at one thread count (path.sh: 1) the training stopped after epoch 1 and resumed
+    ends with the weights of one that ran both epochs at once: a rerun reproduces a table exactly."""
+    opts = [*TINY, *EBM, "--ebm_exp", "exp/ebm_at_once", "--ebm_args", "--max_epoch 2"]
+    proc = run_recipe(ebm_recipe, "--stage", "5", "--stop-stage", "5", *opts)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    import torch
+    resumed, at_once = (
+        torch.load(ebm_recipe / d / "checkpoint.pth", map_location="cpu", weights_only=False)["model"]
+        for d in (EBM_EXP, "exp/ebm_at_once"))
+    assert resumed.keys() == at_once.keys()
+    assert all(torch.equal(resumed[k], at_once[k]) for k in resumed)
+    assert any(not torch.equal(v, torch.zeros_like(v)) for v in resumed.values())
+
+
 def test_ebm_logs_per_negative_statistics(ebm_recipe):
     log = (ebm_recipe / EBM_EXP / "train.log").read_text()
     for key in ["binary_nce_acc_random_masking", "binary_nce_acc_teacher_forced", "binary_nce_acc_noisy_ref",

@@ -40,7 +40,10 @@ merge_jobs() {
 }
 # stage_timer N: starts stage N's clock and closes the previous stage's; `stage_timer end` closes the last one.
 # A closed stage appends its wall time and the machine to exp/stage_times.tsv (python -m ebm.bin.stage_times
-# prints a run's table). A stage that fails is never closed, so every line is a stage that finished.
+# prints a run's table). A stage that fails is never closed, so every line is a stage that finished. The threads
+# column is OMP_NUM_THREADS (path.sh: 1 unless set): training and decoding repeat bit for bit on one machine at
+# one thread count, not across counts, so it is what a rerun must match to reproduce a table exactly. A table
+# written before that column existed gets it, empty for its old rows.
 stage_timer() {
     local now
     now=$(date +%s)
@@ -51,9 +54,15 @@ stage_timer() {
     fi
     if [ -n "${_stage_now:-}" ]; then
         mkdir -p exp
-        [ -s exp/stage_times.tsv ] || printf 'run\tstage\tseconds\tstarted\thost\tcores\tgpus\n' > exp/stage_times.tsv
-        printf '%s\t%s\t%d\t%s\t%s\t%s\t%s\n' "${_stage_run}" "${_stage_now}" $((now - _stage_start)) \
-            "$(date -d "@${_stage_start}" '+%Y-%m-%dT%H:%M:%S')" "$(hostname)" "$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)" "${_stage_gpus:-none}" \
+        [ -s exp/stage_times.tsv ] \
+            || printf 'run\tstage\tseconds\tstarted\thost\tcores\tgpus\tthreads\n' > exp/stage_times.tsv
+        if [ "$(head -n 1 exp/stage_times.tsv | awk -F '\t' '{print $NF}')" != threads ]; then
+            awk 'BEGIN {FS = OFS = "\t"} {print $0, (NR == 1 ? "threads" : "")}' exp/stage_times.tsv \
+                > exp/stage_times.tsv.tmp && mv exp/stage_times.tsv.tmp exp/stage_times.tsv
+        fi
+        printf '%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\n' "${_stage_run}" "${_stage_now}" $((now - _stage_start)) \
+            "$(date -d "@${_stage_start}" '+%Y-%m-%dT%H:%M:%S')" "$(hostname)" \
+            "$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)" "${_stage_gpus:-none}" "${OMP_NUM_THREADS:-unset}" \
             >> exp/stage_times.tsv
     fi
     _stage_now=$1

@@ -1,6 +1,7 @@
 """Print the wall time of each stage of one recipe run, from the ``exp/stage_times.tsv`` that tts.sh appends to.
 
-tts.sh records a stage only when it finished, with the machine it ran on, so a table mixes no failed attempts.
+tts.sh records a stage only when it finished, with the machine it ran on and its thread count (what a rerun
+must match to repeat a result bit for bit), so a table mixes no failed attempts.
 The last line sets the stages that are ours (everything but stage 3, ESPnet's Tacotron 2 training) against
 stage 3: at scale the baseline's training should be the cost that dominates, and a stage of ours that overtakes
 it is the one to speed up.
@@ -35,7 +36,8 @@ def format_table(rows):
     """Markdown table of one run's stages, then their total and ours against stage 3 where both ran."""
     out = ["| stage | what | wall time | started | machine |", "|---|---|---|---|---|"]
     for r in rows:
-        machine = f"{r['host']}, {r['cores']} cores, GPU: {r['gpus']}"
+        threads = f", {r['threads']} thread(s)" if r.get("threads") else ""  # tables before the column: none
+        machine = f"{r['host']}, {r['cores']} cores{threads}, GPU: {r['gpus']}"
         out.append(f"| {r['stage']} | {NAMES.get(r['stage'], '')} | {_hms(int(r['seconds']))} | {r['started']} "
                    f"| {machine} |")
     total = sum(int(r["seconds"]) for r in rows)

@@ -102,3 +102,28 @@ def test_split_refinement_names_missing_inputs(corpus):
     np.savez(root / "feats_stats.npz", count=1, sum=np.zeros(80), sum_square=np.ones(80))
     with pytest.raises(EbmError, match="no initial hypothesis"):
         split_refinement.main(args)
+
+
+def test_exact_shares_of_the_correction(corpus):
+    """h + A (W - h): share 0 is the hypothesis, share 1 the warped reference, and the split's "along" of a
+    refinement halfway to it is the exact share 0.5; without a refinement only the shares are written."""
+    root, args, _, _ = corpus
+    split_refinement.main(args + ["--exact_shares", "0,0.5,1"])
+    out = root / "split"
+    init = np.load(root / "init" / "norm" / "u1.npy")
+    np.testing.assert_allclose(np.load(out / "exact_0" / "norm" / "u1.npy"), init, atol=1e-6)
+    np.testing.assert_allclose(np.load(out / "exact_0.5" / "norm" / "u1.npy"),
+                               np.load(out / "along" / "norm" / "u1.npy"), atol=1e-3)
+    full, half = (np.load(out / f"exact_{a}" / "norm" / "u1.npy") for a in ("1", "0.5"))
+    np.testing.assert_allclose(half, (init + full) / 2, atol=1e-5)
+    assert np.abs(full - init).max() > 1e-3  # the reference is not the hypothesis
+
+    alone = [a for a in args if a not in ("--refined_dir", str(root / "refined"))]
+    split_refinement.main(alone + ["--exact_shares", "0.3"])
+    assert sorted(p.name for p in out.iterdir()) == ["exact_0.3"]  # a fresh output, no split, no summary
+    keys = [line.split()[0] for line in (out / "exact_0.3" / "denorm" / "feats.scp").read_text().splitlines()]
+    assert keys == ["u1", "u2"]
+    with pytest.raises(EbmError, match="nothing to write"):
+        split_refinement.main(alone)
+    with pytest.raises(EbmError, match="--exact_shares 'a,b'"):
+        split_refinement.main(alone + ["--exact_shares", "a,b"])

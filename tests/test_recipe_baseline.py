@@ -154,7 +154,7 @@ def test_ebm_training_resumes(ebm_recipe):
 
 def test_a_resumed_training_repeats_an_uninterrupted_one_bit_for_bit(ebm_recipe):
     """ESPnet seeds every epoch, so at one thread count (path.sh: 1) the training stopped after epoch 1 and resumed
-    ends with the weights of one that ran both epochs at once: a rerun reproduces a table exactly."""
+    ends with the weights of one that ran both epochs at once: a rerun at that thread count trains the same model."""
     opts = [*TINY, *EBM, "--ebm_exp", "exp/ebm_at_once", "--ebm_args", "--max_epoch 2"]
     proc = run_recipe(ebm_recipe, "--stage", "5", "--stop-stage", "5", *opts)
     assert proc.returncode == 0, proc.stderr[-3000:]

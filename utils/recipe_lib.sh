@@ -41,9 +41,9 @@ merge_jobs() {
 # stage_timer N: starts stage N's clock and closes the previous stage's; `stage_timer end` closes the last one.
 # A closed stage appends its wall time and the machine to exp/stage_times.tsv (python -m ebm.bin.stage_times
 # prints a run's table). A stage that fails is never closed, so every line is a stage that finished. The threads
-# column is OMP_NUM_THREADS (path.sh: 1 unless set): training and decoding repeat bit for bit on one machine at
-# one thread count, not across counts, so it is what a rerun must match to reproduce a table exactly. A table
-# written before that column existed gets it, empty for its old rows.
+# column is OMP_NUM_THREADS (path.sh: 1 unless set): training repeats bit for bit on one machine at one thread
+# count, not across counts, so it is what a rerun must match to train the same models. A table written before
+# that column existed gets it, empty for its old rows.
 stage_timer() {
     local now
     now=$(date +%s)

@@ -93,7 +93,7 @@ def main(argv=None):
     keys, init_keys = sorted((init if refined is None else refined).keys()), set(init.keys())
     missing = [k for k in keys if k not in init_keys or k not in refs]
     if missing:
-        raise EbmError(f"{len(missing)} refined utterances have no initial hypothesis in {args.init_dir} or no "
+        raise EbmError(f"{len(missing)} utterances have no initial hypothesis in {args.init_dir} or no "
                        f"reference in {args.ref_wav_scp}, e.g. {missing[:3]}: give the decode it started from")
     parts = ([] if refined is None else ["along", "rest"]) + [f"exact_{a:g}" for a in shares]
 

@@ -167,6 +167,23 @@ def test_a_resumed_training_repeats_an_uninterrupted_one_bit_for_bit(ebm_recipe)
     assert any(not torch.equal(v, torch.zeros_like(v)) for v in resumed.values())
 
 
+def test_a_resume_at_another_thread_count_is_warned_about(ebm_recipe, monkeypatch):
+    """The count a training began with is kept beside it; resuming at another one draws another model (above)."""
+    opts = ["--stage", "5", "--stop-stage", "5", *TINY, *EBM, "--ebm_exp", "exp/ebm_threads"]
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    proc = run_recipe(ebm_recipe, *opts, "--ebm_args", "--max_epoch 1")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (ebm_recipe / "exp/ebm_threads/threads").read_text() == "1\n"
+    assert "began training at" not in proc.stderr
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    proc = run_recipe(ebm_recipe, *opts, "--ebm_args", "--max_epoch 2")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "exp/ebm_threads began training at OMP_NUM_THREADS=1 and resumes at 2" in proc.stderr
+    assert "OMP_NUM_THREADS=1 ./run.sh" in proc.stderr
+    assert (ebm_recipe / "exp/ebm_threads/threads").read_text() == "1\n"  # still the count it began with
+    assert "2epoch results" in (ebm_recipe / "exp/ebm_threads/train.log").read_text()
+
+
 def test_ebm_logs_per_negative_statistics(ebm_recipe):
     log = (ebm_recipe / EBM_EXP / "train.log").read_text()
     for key in ["binary_nce_acc_random_masking", "binary_nce_acc_teacher_forced", "binary_nce_acc_noisy_ref",

@@ -38,6 +38,21 @@ merge_jobs() {
     for n in $(seq "${_nj}"); do cat "${pattern//JOB/${n}}"; done | LC_ALL=C sort > "${out}.tmp"
     mv "${out}.tmp" "${out}"
 }
+# check_training_threads EXP: ESPnet's trainer repeats bit for bit at one thread count, not across counts, so a
+# training resumed at another OMP_NUM_THREADS than it began with goes on as another model than an uninterrupted run
+# trains. EXP/threads keeps the count it began with; a resume at another count is warned about, with the setting
+# that repeats the run. (A training begun before this file existed has none, and is not judged.)
+check_training_threads() {
+    local exp=$1 now=${OMP_NUM_THREADS:-unset} began
+    if [ ! -e "${exp}/checkpoint.pth" ]; then  # a training from its first epoch
+        mkdir -p "${exp}" && echo "${now}" > "${exp}/threads.tmp" && mv "${exp}/threads.tmp" "${exp}/threads"
+    elif [ -s "${exp}/threads" ]; then
+        began=$(cat "${exp}/threads")
+        [ "${began}" = "${now}" ] || log "WARNING: ${exp} began training at OMP_NUM_THREADS=${began} and resumes at" \
+            "${now}: it goes on as another model than an uninterrupted run would train. To repeat a run, resume at" \
+            "the count it began with (OMP_NUM_THREADS=${began} ./run.sh ...)."
+    fi
+}
 # stage_timer N: starts stage N's clock and closes the previous stage's; `stage_timer end` closes the last one.
 # A closed stage appends its wall time and the machine to exp/stage_times.tsv (python -m ebm.bin.stage_times
 # prints a run's table). A stage that fails is never closed, so every line is a stage that finished. The threads

@@ -3,7 +3,7 @@
 # Read top to bottom: each stage says what it does, where it reads and where it writes.
 set -euo pipefail
 
-# log, die, die_with_logs, split_for_jobs
+# log, die, die_with_logs, split_for_jobs, merge_jobs, check_training_threads, stage_timer
 . utils/recipe_lib.sh
 # espnet_train [--extend F] EXP MODULE [OPTIONS...]: ESPnet's launcher and trainer MODULE (Tacotron 2 or the EBM)
 # on the recipe's text, waveforms, shapes, tokens, features and normalisation; --resume true continues from
@@ -53,6 +53,7 @@ espnet_train() {
             mv "${exp}/at_rule.tmp" "${exp}/at_rule"
             log "${exp}: the models selected at the rule's stop are kept in ${exp}/at_rule"
         fi
+        check_training_threads "${exp}"
         # shellcheck disable=SC2086
         ${python} -m espnet2.bin.launch --cmd "${cuda_cmd}" --log "${exp}/train.log" --ngpu "${ngpu}" \
             --num_nodes "${num_nodes}" --init_file_prefix "${exp}/.dist_init_" \

@@ -54,6 +54,29 @@ def test_decodes_in_espnet_layout(recipe, mode, monkeypatch):
                 assert abs(x.shape[0] - (int(refs[key]) // 256 + 1)) <= 2
 
 
+def test_a_rerun_repeats_the_baseline_bit_for_bit(recipe, monkeypatch):
+    """Stages 3-4 again, at the thread count the fixture ran at: the same weights and the same decodes, every one
+    of them (the seeded decode and the prenet-dropout sample), so that a rerun of a recipe repeats its table."""
+    proc = run_recipe(recipe, "--stage", "3", "--stop-stage", "4", "--baseline_num_samples", "1", *TINY,
+                      "--tts_exp", "exp/tts_again")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    import torch
+
+    first, again = (torch.load(recipe / d / "train.loss.ave.pth", map_location="cpu") for d in (EXP, "exp/tts_again"))
+    assert first.keys() == again.keys() and all(torch.equal(first[k], again[k]) for k in first)
+    monkeypatch.chdir(recipe)
+    compared = 0
+    for mode in ["teacher_forced", "free_running", "free_running_sample1"]:
+        for dset in ["tr_no_dev", "dev", "eval1"]:
+            a = NpyScpReader(f"{EXP}/decode_{mode}/{dset}/norm/feats.scp")
+            b = NpyScpReader(f"exp/tts_again/decode_{mode}/{dset}/norm/feats.scp")
+            assert sorted(a.keys()) == sorted(b.keys())
+            for key in a.keys():
+                assert np.array_equal(a[key], b[key]), f"{mode}/{dset}/{key}"
+                compared += 1
+    assert compared == 3 * 40
+
+
 def test_stochastic_samples_differ_from_the_seeded_decode(recipe, monkeypatch):
     monkeypatch.chdir(recipe)
     a = NpyScpReader(str(recipe / EXP / "decode_free_running/dev/norm/feats.scp"))

@@ -295,6 +295,37 @@ def against_control(best: SystemRecord, ctl: Optional[SystemRecord], tables: Sco
             f"{e.log_f0_rmse:.4f} vs {c.log_f0_rmse:.4f}, FFE {e.ffe:.4f} vs {c.ffe:.4f}"), hi < 0, [d, lo, hi]
 
 
+#: The convergence check's measures: key, name, decimals, and +1 where higher is better (-1: lower).
+CONVERGENCE = [("mcd", "MCD", 3, -1), ("log_f0_rmse", "log-F0 RMSE", 4, -1), ("ffe", "FFE", 4, -1),
+               ("predicted_mos", "predicted MOS", 3, +1), ("mel_distance", "mel distance", 3, -1)]
+
+
+def convergence_check(base: SystemRecord, at_rule: SystemRecord, tables: ScoreTables):
+    """Did training past the dev-loss rule still pay? Tacotron 2 as compared (trained on to the extension's end)
+    against the model the rule selected when it fired, both decoded free-running on dev the same way. The rule
+    watches a teacher-forced loss that levels off before free-running quality does, so a measure that still
+    improved says the baseline may not have converged in what the verdict judges.
+
+    Returns ``(rows, improved)``: per measure of :data:`CONVERGENCE` ``{"key", "at_rule", "trained_on",
+    "diff_ci95": [mean, low, high] of the per-utterance difference (trained on minus at the rule), "outcome":
+    "better" | "worse" | "within the noise"}``, and the names of the measures better outside the noise."""
+    mine = tables.scores(tables.path(base.dir, tables.dev_set))
+    theirs = tables.scores(tables.path(at_rule.dir, tables.dev_set))
+    if set(mine) != set(theirs):
+        raise EbmError(f"{tables.path(at_rule.dir, tables.dev_set)} scores other utterances than "
+                       f"{tables.path(base.dir, tables.dev_set)}: rerun stages 4 and 7")
+    rows, improved = [], []
+    for key, name, _, sign in CONVERGENCE:
+        d, lo, hi = paired_ci(mine, theirs, key)
+        better, worse = (lo > 0, hi < 0) if sign > 0 else (hi < 0, lo > 0)
+        outcome = "better" if better else ("worse" if worse else "within the noise")
+        rows.append({"key": key, "at_rule": at_rule.dev.get(key), "trained_on": base.dev.get(key),
+                     "diff_ci95": [d, lo, hi], "outcome": outcome})
+        if better:
+            improved.append(name)
+    return rows, improved
+
+
 def verdict(best: SystemRecord, base: SystemRecord, tables: ScoreTables,
             ctl: Optional[SystemRecord] = None) -> Verdict:
     """Beats = lower eval MCD outside the noise (95% paired bootstrap interval below 0), predicted MOS not worse

@@ -123,6 +123,21 @@ def test_training_goes_on_past_the_rule_by_the_extension(recipe):
     proc = run_recipe(recipe, *opts)
     assert proc.returncode == 0 and "not trained further" in proc.stderr
 
+    # the convergence check: stage 4 decodes dev with the rule's model too, and stage 7 compares the two there
+    opts = [*TINY, "--tts_exp", "exp/tts_extend", "--baseline_num_samples", "0", "--results", "RESULTS_extend.md",
+            "--griffin_lim_iters", "4"]
+    proc = run_recipe(recipe, "--stage", "4", "--stop-stage", "4", *opts)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (at_rule / "decode_free_running/dev/denorm/feats.scp").is_file()
+    assert not (at_rule / "decode_free_running/eval1").exists()  # dev only: eval never chooses
+    proc = run_recipe(recipe, "--stage", "7", "--stop-stage", "7", *opts)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    md = (recipe / "RESULTS_extend.md").read_text()
+    section = md[md.index("## Is Tacotron 2 trained long enough? (dev)"):md.index("## All systems")]
+    assert "`exp/tts_extend/at_rule/decode_free_running`" in section
+    assert len([line for line in section.splitlines() if line.startswith("| ") and "---" not in line]) == 1 + 5
+    assert (at_rule / "decode_free_running/dev/scores_griffin_lim.tsv").is_file()
+
 
 def test_import_checks_the_baseline(recipe):
     model, config = recipe / EXP / "train.loss.ave.pth", recipe / EXP / "config.yaml"

@@ -20,6 +20,10 @@ silent frames (definitions in :mod:`ebm.metrics`). A measure that is NaN for eve
 frame voiced in both) is shown as NaN (``null`` in the JSON), and a plot that cannot be drawn is skipped with a
 warning: the tables are always written.
 
+A comparison is only as fair as its baseline is trained: with ``--baseline_at_rule`` (stage 7 gives it when stage 3
+trained past its dev-loss rule), a section says whether Tacotron 2 as compared is better, on dev, than the model the
+rule selected when it fired (:func:`ebm.results.convergence_check`); RESULTS.json keeps it in Tacotron 2's record.
+
 The records, the dev choice and the verdict are :mod:`ebm.results`; this script reads, plots and writes.
 
 ``--search_log`` writes every setting tried, one row each with its training knobs (from the EBM's
@@ -41,8 +45,8 @@ from ebm.audio import read_mel
 from ebm.cli import run, setup_logging
 from ebm.io import read_scp, write_atomic
 from ebm.metrics import SILENCE_DB
-from ebm.results import (CONDITIONS, ScoreTables, choose_control_on_dev, choose_on_dev, passes_on_dev, verdict,
-                         verdict_at_a_glance)
+from ebm.results import (CONDITIONS, CONVERGENCE, ScoreTables, choose_control_on_dev, choose_on_dev,
+                         convergence_check, passes_on_dev, verdict, verdict_at_a_glance)
 from ebm.scoring import add_f0_range, f0_range
 from ebm.vocoder import FeatureSettings
 
@@ -58,6 +62,9 @@ def get_parser():
     p.add_argument("--ebm", action="append", default=[], help="a Langevin decode dir (repeatable)")
     p.add_argument("--control", action="append", default=[],
                    help="a variance-scaled Tacotron 2 decode dir, ebm.bin.gv_postfilter's (repeatable)")
+    p.add_argument("--baseline_at_rule", default=None,
+                   help="Tacotron 2's free-running decode dir for the model its dev-loss rule selected (stage 3's "
+                        "at_rule/, decoded on dev by stage 4): the convergence check against --baseline")
     p.add_argument("--ref_wav_scp", default=None,
                    help="eval references: their mels head the mel plots")
     FeatureSettings.add_arguments(p)
@@ -295,6 +302,31 @@ def glance_table(records_json):
     return out + ["\n"]
 
 
+def convergence_section(rows, improved, at_rule_dir, dev_set):
+    """RESULTS.md's convergence check: Tacotron 2 as compared against the model its dev-loss rule selected."""
+    out = ["\n## Is Tacotron 2 trained long enough? (dev)\n\n",
+           f"Stage 3 trained Tacotron 2 past the epoch its dev-loss rule stopped at (`--train_extend`). Both models, "
+           f"decoded free-running on `{dev_set}` the same way: the one the rule selected (`{at_rule_dir}`) and the "
+           "one trained on (the Tacotron 2 of every table here); per-utterance difference (trained on minus at the "
+           "rule) with its 95% paired bootstrap interval.\n\n",
+           "| measure | at the rule | trained on | difference [95% interval] | trained on is |\n|---|---|---|---|---|\n"]
+    names = {key: (name, nd) for key, name, nd, _ in CONVERGENCE}
+    for r in rows:
+        name, nd = names[r["key"]]
+        d, lo, hi = r["diff_ci95"]
+        out.append(f"| {name} | {fmt(r['at_rule'], nd)} | {fmt(r['trained_on'], nd)} | "
+                   f"{d:+.{nd}f} [{lo:+.{nd}f}, {hi:+.{nd}f}] | {r['outcome']} |\n")
+    if improved:
+        out.append(f"\nTraining on still improved {', '.join(improved)} outside the noise: the baseline may not have "
+                   "levelled off in what the verdict judges. Before comparing with it, train it longer (a larger "
+                   "`--train_extend`, or `--train_args \"--max_epoch N --patience none\"` on the same experiment) and "
+                   "check again.\n")
+    else:
+        out.append("\nNo measure improved outside the noise by training on: by this check the baseline has "
+                   "converged.\n")
+    return out
+
+
 def main(argv=None):
     args = get_parser().parse_args(argv)
     setup_logging()
@@ -304,6 +336,10 @@ def main(argv=None):
     gt = tables.with_diffs(tables.system("analysis-synthesis", args.ground_truth), base)
     records = [tables.with_diffs(tables.ebm(d, base), base) for d in args.ebm]
     controls = [tables.with_diffs(tables.control(d), base) for d in args.control]
+    at_rule = convergence = None
+    if args.baseline_at_rule:
+        at_rule = tables.system("tacotron2_at_rule", args.baseline_at_rule, with_eval=False)
+        convergence = convergence_check(base, at_rule, tables)
     best_by_exp = choose_on_dev(records, base)
     ctl = choose_control_on_dev(controls) if controls else None
     chosen = [ctl] + list(best_by_exp.values())
@@ -368,6 +404,12 @@ def main(argv=None):
                   f"{b.mcd:.3f} dB ({100.0 * (e.mcd - b.mcd) / b.mcd:+.1f}%), predicted MOS "
                   f"{e.predicted_mos:.3f} vs {b.predicted_mos:.3f}, log-F0 RMSE "
                   f"{e.log_f0_rmse:.4f} vs {b.log_f0_rmse:.4f}, FFE {e.ffe:.4f} vs {b.ffe:.4f}\n")
+    if convergence is not None:
+        md += convergence_section(*convergence, args.baseline_at_rule, args.dev_set)
+        rows, improved = convergence
+        tacotron2 = next(r for r in records_json if r["system"] == "tacotron2")
+        tacotron2["convergence_check"] = {"at_rule": args.baseline_at_rule, "dev_at_rule": at_rule.dev.to_dict(),
+                                          "measures": rows, "improved": improved}
     named = [(gt, "analysis-synthesis"), (base, "Tacotron 2")]
     for c in sorted(controls, key=lambda c: c.scale or 0):
         name = f"Tacotron 2 + {c.criterion} (control)"

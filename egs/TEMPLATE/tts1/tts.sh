@@ -421,26 +421,27 @@ fi
 if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
     stage_timer 4
     [ -e "${tts_exp}/${inference_model}" ] || die "no baseline at ${tts_exp}/${inference_model}: run stage 3"
-    _modes=teacher_forced,free_running
-    for n in $(seq "${baseline_num_samples}"); do _modes+=",free_running_sample${n}"; done
-    for dset in ${train_set} ${dev_set} ${eval_sets}; do
-        _logdir=${tts_exp}/decode_logs/${dset}
-        log "Stage 4: decoding ${dset} with the baseline (${_modes}; ${nj} jobs) -> ${tts_exp}/decode_<mode>/${dset}"
+    # decode_with MODEL_DIR SET MODES: the model MODEL_DIR/${inference_model} decodes SET in every mode (nj jobs,
+    # seeded) into ESPnet's decode layout, MODEL_DIR/decode_<mode>/SET, and reports decodes that missed their end.
+    decode_with() {
+        local mdir=$1 dset=$2 modes=$3 _logdir _decodes _dir mode f n
+        _logdir=${mdir}/decode_logs/${dset}
+        log "Stage 4: decoding ${dset} with ${mdir}/${inference_model} (${modes}; ${nj} jobs) -> ${mdir}/decode_<mode>/${dset}"
         rm -rf "${_logdir}"
         mkdir -p "${_logdir}"
         split_for_jobs "${data_feats}/${dset}/text" "${_logdir}/keys"
         # shellcheck disable=SC2086
         ${infer_cmd} --gpu "${infer_ngpu}" JOB=1:"${_nj}" "${_logdir}/decode.JOB.log" \
-            ${python} -m ebm.bin.decode_baseline --ngpu "${infer_ngpu}" --model_file "${tts_exp}/${inference_model}" \
+            ${python} -m ebm.bin.decode_baseline --ngpu "${infer_ngpu}" --model_file "${mdir}/${inference_model}" \
                 --train_config "${tts_exp}/config.yaml" ${inference_config:+--inference_config "${inference_config}"} \
                 --text "${data_feats}/${dset}/text" --wav_scp "${data_feats}/${dset}/wav.scp" \
-                --key_file "${_logdir}/keys.JOB.scp" --modes "${_modes}" --seed "${decode_seed}" \
+                --key_file "${_logdir}/keys.JOB.scp" --modes "${modes}" --seed "${decode_seed}" \
                 --batch_size "${decode_batch_size}" --output_dir "${_logdir}/output.JOB" ${inference_args} \
             || die_with_logs "decoding ${dset} failed (logs: ${_logdir}/decode.*.log)" "${_logdir}"/decode.*.log
         # Merge the jobs into ESPnet's decode layout, one directory per mode.
         _decodes=""
-        for mode in ${_modes//,/ }; do
-            _dir=${tts_exp}/decode_${mode}/${dset}
+        for mode in ${modes//,/ }; do
+            _dir=${mdir}/decode_${mode}/${dset}
             rm -rf "${_dir}"
             mkdir -p "${_dir}"/{norm,denorm,speech_shape,att_ws}
             for f in norm/feats.scp denorm/feats.scp speech_shape/speech_shape rtf; do
@@ -454,7 +455,17 @@ if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
             --utt2num_samples "${data_feats}/${dset}/utt2num_samples" --n_shift "${n_shift}" --fs "${fs}" \
             ${_decodes} --tolerance "${length_tolerance}" --train_config "${tts_exp}/config.yaml" \
             ${inference_config:+--inference_config "${inference_config}"}
+    }
+    _modes=teacher_forced,free_running
+    for n in $(seq "${baseline_num_samples}"); do _modes+=",free_running_sample${n}"; done
+    for dset in ${train_set} ${dev_set} ${eval_sets}; do
+        decode_with "${tts_exp}" "${dset}" "${_modes}"
     done
+    # The convergence check: the model the dev-loss rule selected when it fired (kept by stage 3 before the
+    # extension) decodes dev the same way, so that stage 7 tells whether training past the rule still paid.
+    if [ -e "${tts_exp}/at_rule/${inference_model}" ]; then
+        decode_with "${tts_exp}/at_rule" "${dev_set}" free_running
+    fi
 fi
 
 if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
@@ -613,6 +624,10 @@ if [ ${stage} -le 7 ] && [ ${stop_stage} -ge 7 ]; then
     [ -z "${vocoder_file}" ] || _vopts+=" --vocoder_file ${vocoder_file}"
     _gt=${expdir}/analysis_synthesis
     _base=${tts_exp}/decode_free_running
+    # The convergence check (dev only): Tacotron 2 as the dev-loss rule selected it, where stage 4 decoded it
+    _at_rule=""
+    [ ! -f "${tts_exp}/at_rule/decode_free_running/${dev_set}/denorm/feats.scp" ] \
+        || _at_rule=${tts_exp}/at_rule/decode_free_running
     if [ -n "${eval_ebm_decodes}" ]; then
         _ebms=${eval_ebm_decodes}
     else
@@ -634,7 +649,7 @@ if [ ${stage} -le 7 ] && [ ${stop_stage} -ge 7 ]; then
         done
         _controls+=" ${_ctl}"
     done
-    log "Stage 7: vocoder ${_vtag}; systems: analysis-synthesis, Tacotron 2 (${_base}), $(echo ${_controls} | wc -w) controls, $(echo ${_ebms} | wc -w) Langevin decodes"
+    log "Stage 7: vocoder ${_vtag}; systems: analysis-synthesis, Tacotron 2 (${_base}${_at_rule:+; on dev also as the rule selected it, ${_at_rule}}), $(echo ${_controls} | wc -w) controls, $(echo ${_ebms} | wc -w) Langevin decodes"
     # vocode_set SET SYSTEM...: each system's SET through the vocoder, unless its wavs are newer than its input; the
     # systems to do share one call of ${nj} jobs (a process start and the vocoder's loading cost more than a small
     # set's Griffin-Lim), each system's wavs in its own directory
@@ -735,9 +750,9 @@ if [ ${stage} -le 7 ] && [ ${stop_stage} -ge 7 ]; then
     # Dev first, every system; eval only reports, so it is vocoded and scored at the settings dev chose (each
     # EBM's and the control's, ebm.bin.choose_on_dev), unless --eval_every_setting true.
     # shellcheck disable=SC2086
-    vocode_set "${dev_set}" ${_gt} ${_base} ${_controls} ${_ebms}
+    vocode_set "${dev_set}" ${_gt} ${_base} ${_at_rule} ${_controls} ${_ebms}
     # shellcheck disable=SC2086
-    score_set "${dev_set}" ${_gt} ${_base} ${_controls} ${_ebms}
+    score_set "${dev_set}" ${_gt} ${_base} ${_at_rule} ${_controls} ${_ebms}
     if ${eval_every_setting} || [ -z "${_controls}${_ebms}" ]; then
         _eval_systems="${_controls} ${_ebms}"
     else
@@ -762,6 +777,7 @@ if [ ${stage} -le 7 ] && [ ${stop_stage} -ge 7 ]; then
     # shellcheck disable=SC2086
     ${python} -m ebm.bin.make_results --dev_set "${dev_set}" --eval_set "${eval_set}" --vocoder_tag "${_vtag}" \
         --ground_truth "${_gt}" --baseline "${_base}" --baseline_params "${_params}" ${_opts} \
+        ${_at_rule:+--baseline_at_rule "${_at_rule}"} \
         --ref_wav_scp "${data_feats}/${eval_set}/wav.scp" ${feats_cli_opts} --f0min "${f0min}" --f0max "${f0max}" \
         --title "$(basename "$(dirname "${PWD}")")" --plot_dir "${expdir}/results_${_vtag}" \
         --output_md "${results}" --output_json "${results%.md}.json" \

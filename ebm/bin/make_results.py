@@ -317,13 +317,14 @@ def convergence_section(rows, improved, at_rule_dir, dev_set):
         out.append(f"| {name} | {fmt(r['at_rule'], nd)} | {fmt(r['trained_on'], nd)} | "
                    f"{d:+.{nd}f} [{lo:+.{nd}f}, {hi:+.{nd}f}] | {r['outcome']} |\n")
     if improved:
-        out.append(f"\nTraining on still improved {', '.join(improved)} outside the noise: the baseline may not have "
-                   "levelled off in what the verdict judges. Before comparing with it, train it longer (a larger "
-                   "`--train_extend`, or `--train_args \"--max_epoch N --patience none\"` on the same experiment) and "
-                   "check again.\n")
+        out.append(f"\nTraining on still improved {', '.join(improved)} outside the noise: the extension paid, and the "
+                   "baseline may still be improving at its end. Whether it has levelled off takes a copy of its "
+                   "experiment directory trained on further (stage 3 with `--tts_exp` the copy and `--train_args "
+                   "\"--max_epoch N --patience none\"`) and decoded on dev beside it; until then its convergence is "
+                   "not shown.\n")
     else:
-        out.append("\nNo measure improved outside the noise by training on: by this check the baseline has "
-                   "converged.\n")
+        out.append("\nNo measure improved outside the noise by training on: the extension gained nothing "
+                   "measurable, so by this check the baseline had levelled off by the rule's stop.\n")
     return out
 
 

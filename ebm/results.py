@@ -295,9 +295,8 @@ def against_control(best: SystemRecord, ctl: Optional[SystemRecord], tables: Sco
             f"{e.log_f0_rmse:.4f} vs {c.log_f0_rmse:.4f}, FFE {e.ffe:.4f} vs {c.ffe:.4f}"), hi < 0, [d, lo, hi]
 
 
-#: The convergence check's measures: key, name, decimals, and +1 where higher is better (-1: lower).
-CONVERGENCE = [("mcd", "MCD", 3, -1), ("log_f0_rmse", "log-F0 RMSE", 4, -1), ("ffe", "FFE", 4, -1),
-               ("predicted_mos", "predicted MOS", 3, +1), ("mel_distance", "mel distance", 3, -1)]
+#: The measures of :data:`REPRODUCED` where higher is better (for the rest, lower is).
+HIGHER_IS_BETTER = {"predicted_mos"}
 
 
 def convergence_check(base: SystemRecord, at_rule: SystemRecord, tables: ScoreTables):
@@ -306,7 +305,7 @@ def convergence_check(base: SystemRecord, at_rule: SystemRecord, tables: ScoreTa
     watches a teacher-forced loss that levels off before free-running quality does, so a measure that still
     improved says the baseline may not have converged in what the verdict judges.
 
-    Returns ``(rows, improved)``: per measure of :data:`CONVERGENCE` ``{"key", "at_rule", "trained_on",
+    Returns ``(rows, improved)``: per measure of :data:`REPRODUCED` (the recipes' tables) ``{"key", "at_rule", "trained_on",
     "diff_ci95": [mean, low, high] of the per-utterance difference (trained on minus at the rule), "outcome":
     "better" | "worse" | "within the noise"}``, and the names of the measures better outside the noise."""
     mine = tables.scores(tables.path(base.dir, tables.dev_set))
@@ -315,9 +314,9 @@ def convergence_check(base: SystemRecord, at_rule: SystemRecord, tables: ScoreTa
         raise EbmError(f"{tables.path(at_rule.dir, tables.dev_set)} scores other utterances than "
                        f"{tables.path(base.dir, tables.dev_set)}: rerun stages 4 and 7")
     rows, improved = [], []
-    for key, name, _, sign in CONVERGENCE:
+    for key, name, _ in REPRODUCED:
         d, lo, hi = paired_ci(mine, theirs, key)
-        better, worse = (lo > 0, hi < 0) if sign > 0 else (hi < 0, lo > 0)
+        better, worse = (lo > 0, hi < 0) if key in HIGHER_IS_BETTER else (hi < 0, lo > 0)
         outcome = "better" if better else ("worse" if worse else "within the noise")
         rows.append({"key": key, "at_rule": at_rule.dev.get(key), "trained_on": base.dev.get(key),
                      "diff_ci95": [d, lo, hi], "outcome": outcome})

@@ -45,7 +45,7 @@ from ebm.audio import read_mel
 from ebm.cli import run, setup_logging
 from ebm.io import read_scp, write_atomic
 from ebm.metrics import SILENCE_DB
-from ebm.results import (CONDITIONS, CONVERGENCE, ScoreTables, choose_control_on_dev, choose_on_dev,
+from ebm.results import (CONDITIONS, REPRODUCED, ScoreTables, choose_control_on_dev, choose_on_dev,
                          convergence_check, passes_on_dev, verdict, verdict_at_a_glance)
 from ebm.scoring import add_f0_range, f0_range
 from ebm.vocoder import FeatureSettings
@@ -310,7 +310,7 @@ def convergence_section(rows, improved, at_rule_dir, dev_set):
            "one trained on (the Tacotron 2 of every table here); per-utterance difference (trained on minus at the "
            "rule) with its 95% paired bootstrap interval.\n\n",
            "| measure | at the rule | trained on | difference [95% interval] | trained on is |\n|---|---|---|---|---|\n"]
-    names = {key: (name, nd) for key, name, nd, _ in CONVERGENCE}
+    names = {key: (name, nd) for key, name, nd in REPRODUCED}
     for r in rows:
         name, nd = names[r["key"]]
         d, lo, hi = r["diff_ci95"]

@@ -10,6 +10,11 @@ free-running output, which is what gets compared, still improves. So stage 3 can
 a stated factor (``extend``): the rule fixes the epoch E where it first fired, and training goes on to
 ``ceil(extend * E)`` epochs with the rule off. The first firing is recomputed from the dev-loss history, so the
 target does not move when the extension itself finds a better dev loss, or when a killed run is resumed.
+
+Whether that target is long enough is checked, not assumed: the extension stops once on its way, at two thirds of
+the target (``check_epoch``; the rule's stop if that is later), so that the recipe can keep the model selected
+there and compare it, decoded free-running on dev, with the one trained 50% longer. A measure that still improved
+over that last third says the baseline had not levelled off.
 """
 
 import math
@@ -24,7 +29,8 @@ class TrainingState(NamedTuple):
     epoch: int  # last finished epoch (0: none)
     best_epoch: Optional[int]  # by the early-stopping criterion, where it was reported
     reason: str  # one line for the log
-    extend_to: Optional[int] = None  # set while training on past the rule's stop: the epoch to reach
+    extend_to: Optional[int] = None  # set while training on past the rule's stop: the epoch to reach next
+    check_epoch: Optional[int] = None  # with an extension: where the model the convergence check compares with stops
 
 
 def trainer_options(config_path: str, extra_args: str = "") -> dict:
@@ -75,8 +81,10 @@ def state_of(reporter_state: dict, max_epoch: int, patience: Optional[int],
              criterion: Sequence[str] = ("valid", "loss", "min"), extend: float = 1.0) -> TrainingState:
     """The state of a training from ESPnet's reporter state (``{"epoch": N, "stats": {epoch: {key: {key2: v}}}}``).
 
-    With ``extend`` > 1, a training that the rule stopped at epoch E is finished only at ``ceil(extend * E)``
-    epochs (at most ``max_epoch``); until then the state says how far to train (``extend_to``)."""
+    With ``extend`` > 1, a training that the rule stopped at epoch E is finished only at T = ``ceil(extend * E)``
+    epochs (at most ``max_epoch``); until then the state says how far to train next (``extend_to``): first to
+    ``check_epoch`` = max(E, floor(T / 1.5)), so that T is at least 50% longer than the model kept there, then
+    to T."""
     if extend < 1:
         raise ValueError(f"extend must be at least 1 (1: stop where the rule fires), not {extend}")
     epoch = int(reporter_state.get("epoch", 0))
@@ -86,11 +94,15 @@ def state_of(reporter_state: dict, max_epoch: int, patience: Optional[int],
     fired = rule_epoch(reporter_state, patience, criterion) if extend > 1 else None
     if fired is not None:
         target = min(max_epoch, math.ceil(extend * fired))
+        check = max(fired, math.floor(target / 1.5))
         said = (f"the early-stopping rule fired at epoch {fired} (patience {patience}); training on to "
-                f"{extend:g} x {fired} = epoch {target}" + (" (the max_epoch cap)" if target == max_epoch else ""))
+                f"{extend:g} x {fired} = epoch {target}" + (" (the max_epoch cap)" if target == max_epoch else "")
+                + (f", by way of epoch {check} (the convergence check's model)" if check > fired else ""))
         if epoch >= target:
-            return TrainingState(True, epoch, best, f"finished: {said}; best {key1}.{key2} at epoch {best}")
-        return TrainingState(False, epoch, best, f"{said}: {epoch} of {target} epochs done", extend_to=target)
+            return TrainingState(True, epoch, best, f"finished: {said}; best {key1}.{key2} at epoch {best}",
+                                 check_epoch=check)
+        return TrainingState(False, epoch, best, f"{said}: {epoch} of {target} epochs done",
+                             extend_to=check if epoch < check else target, check_epoch=check)
     if epoch >= max_epoch:
         return TrainingState(True, epoch, best, f"finished at the epoch cap max_epoch={max_epoch}"
                              + (f" (best {key1}.{key2} at epoch {best})" if best is not None else "")

@@ -299,26 +299,27 @@ def against_control(best: SystemRecord, ctl: Optional[SystemRecord], tables: Sco
 HIGHER_IS_BETTER = {"predicted_mos"}
 
 
-def convergence_check(base: SystemRecord, at_rule: SystemRecord, tables: ScoreTables):
-    """Did training past the dev-loss rule still pay? Tacotron 2 as compared (trained on to the extension's end)
-    against the model the rule selected when it fired, both decoded free-running on dev the same way. The rule
-    watches a teacher-forced loss that levels off before free-running quality does, so a measure that still
-    improved says the baseline may not have converged in what the verdict judges.
+def convergence_check(base: SystemRecord, two_thirds: SystemRecord, tables: ScoreTables):
+    """Had Tacotron 2 levelled off? Tacotron 2 as compared against the same training stopped two thirds of the way
+    (the model selected then), both decoded free-running on dev the same way. The dev-loss rule watches a
+    teacher-forced loss that levels off before free-running quality does, so the extension past it is checked on
+    the measures the verdict judges: one that still improved over the last third says the baseline had not
+    converged.
 
-    Returns ``(rows, improved)``: per measure of :data:`REPRODUCED` (the recipes' tables) ``{"key", "at_rule", "trained_on",
-    "diff_ci95": [mean, low, high] of the per-utterance difference (trained on minus at the rule), "outcome":
-    "better" | "worse" | "within the noise"}``, and the names of the measures better outside the noise."""
+    Returns ``(rows, improved)``: per measure of :data:`REPRODUCED` (the recipes' tables) ``{"key", "two_thirds",
+    "trained_on", "diff_ci95": [mean, low, high] of the per-utterance difference (trained on minus two thirds),
+    "outcome": "better" | "worse" | "within the noise"}``, and the names of the measures better outside the noise."""
     mine = tables.scores(tables.path(base.dir, tables.dev_set))
-    theirs = tables.scores(tables.path(at_rule.dir, tables.dev_set))
+    theirs = tables.scores(tables.path(two_thirds.dir, tables.dev_set))
     if set(mine) != set(theirs):
-        raise EbmError(f"{tables.path(at_rule.dir, tables.dev_set)} scores other utterances than "
+        raise EbmError(f"{tables.path(two_thirds.dir, tables.dev_set)} scores other utterances than "
                        f"{tables.path(base.dir, tables.dev_set)}: rerun stages 4 and 7")
     rows, improved = [], []
     for key, name, _ in REPRODUCED:
         d, lo, hi = paired_ci(mine, theirs, key)
         better, worse = (lo > 0, hi < 0) if key in HIGHER_IS_BETTER else (hi < 0, lo > 0)
         outcome = "better" if better else ("worse" if worse else "within the noise")
-        rows.append({"key": key, "at_rule": at_rule.dev.get(key), "trained_on": base.dev.get(key),
+        rows.append({"key": key, "two_thirds": two_thirds.dev.get(key), "trained_on": base.dev.get(key),
                      "diff_ci95": [d, lo, hi], "outcome": outcome})
         if better:
             improved.append(name)

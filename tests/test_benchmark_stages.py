@@ -22,7 +22,8 @@ def test_projection_counts_what_the_recipe_asks():
     spec = dict(CORPORA["mini_espeak"], train=100, dev=10, eval=20, samples=2, settings=[1, 2, 3])
     out = project("x", spec, UNITS, 2.0, (0.01, 0.02, "bench"), jobs=2, t2_epochs=7)
     assert out["3"][0] == pytest.approx(0.05 * 100 * 2.0 * 7) and "7 epochs" in out["3"][1]
-    # 3 free-running + 1 teacher-forced per text, and the rule's model free-running on dev (the convergence check)
+    # 3 free-running + 1 teacher-forced per text, and the model two thirds of the way free-running on dev (the
+    # convergence check)
     assert out["4"][0] == pytest.approx((130 * 2.0 * (3 * 0.01 + 0.02) + 10 * 2.0 * 0.01) / 2)
     assert out["6"][0] == pytest.approx(0.02 * 6 * 30 * 2.0 / 2)  # 1 + 2 + 3 steps on dev and eval
     per_system = 0.1 + 0.3 + 0.005 + 0.002 + 0.13
@@ -39,4 +40,4 @@ def test_projection_counts_what_the_recipe_asks():
 def test_an_imported_baseline_costs_no_training():
     out = project("x", dict(CORPORA["ljspeech"], settings=[1]), UNITS, 6.6, None, jobs=2)
     assert out["3"][0] == 0 and "4" not in out  # no decoding benchmark given: no stage 4 row
-    assert "6 systems x" in out["7"][1]  # nor a rule's model to check: 2 + 3 controls + 1 setting
+    assert "6 systems x" in out["7"][1]  # nor a kept model to check: 2 + 3 controls + 1 setting

@@ -79,6 +79,25 @@ def test_extension_trains_on_to_the_stated_multiple_of_the_rule_epoch():
     assert not st.finished and st.extend_to is None
 
 
+def test_a_longer_extension_stops_on_its_way_where_the_convergence_check_model_is_kept():
+    """2.25 x 6 = 13.5, so on to 14; the check's model at floor(14 / 1.5) = 9, so that 14 is at least 50% longer."""
+    losses = [5, 4, 3, 3.5, 3.4, 3.3]  # the rule fires at epoch 6
+    st = state_of(_reporter(losses), max_epoch=100, patience=2, extend=2.25)
+    assert not st.finished and st.extend_to == 9 and st.check_epoch == 9 and "by way of epoch 9" in st.reason
+    st = state_of(_reporter(losses + [3.2] * 2), max_epoch=100, patience=2, extend=2.25)  # killed at 8: on to 9
+    assert st.extend_to == 9
+    st = state_of(_reporter(losses + [3.2] * 3), max_epoch=100, patience=2, extend=2.25)
+    assert not st.finished and st.extend_to == 14 and st.check_epoch == 9
+    st = state_of(_reporter(losses + [3.2] * 8), max_epoch=100, patience=2, extend=2.25)
+    assert st.finished and st.check_epoch == 9
+    # 1.5 x 6 = 9: the check's model is the rule's own (floor(9 / 1.5) = 6), no stop on the way
+    st = state_of(_reporter(losses), max_epoch=100, patience=2, extend=1.5)
+    assert st.check_epoch == 6 and st.extend_to == 9 and "by way of" not in st.reason
+    # under 1.5 the training on is shorter than 50%: the check's model is still the rule's
+    st = state_of(_reporter(losses), max_epoch=100, patience=2, extend=1.2)
+    assert st.check_epoch == 6 and st.extend_to == 8
+
+
 def test_entry_point_prints_the_options_that_extend_the_training(tmp_path):
     conf = tmp_path / "train.yaml"
     conf.write_text("max_epoch: 500\npatience: 1\n")
@@ -86,7 +105,12 @@ def test_entry_point_prints_the_options_that_extend_the_training(tmp_path):
     exp.mkdir()
     torch.save({"reporter": _reporter([3, 2, 2.5, 2.6])}, exp / "checkpoint.pth")  # fires at 4: on to 6
     proc = run_module("ebm.bin.training_state", "--exp", exp, "--config", conf, "--extend", "1.5", check=True)
-    status, reason, more = proc.stdout.rstrip("\n").split("\t")
+    status, reason, more, keep = proc.stdout.rstrip("\n").split("\t")
     assert status == "continue" and "epoch 6" in reason and more == "--max_epoch 6 --patience none"
+    assert keep == "4"  # the models on disk are the rule's, the check's model: keep them before training on
+    # 3 x 4: on to 12 by way of 8, where the check's model is kept; the models on disk now are not it
+    proc = run_module("ebm.bin.training_state", "--exp", exp, "--config", conf, "--extend", "3", check=True)
+    status, reason, more, keep = proc.stdout.rstrip("\n").split("\t")
+    assert more == "--max_epoch 8 --patience none" and keep == ""
     proc = run_module("ebm.bin.training_state", "--exp", exp, "--config", conf, "--extend", "0.5")
     assert proc.returncode == 1 and "--extend 0.5" in proc.stderr

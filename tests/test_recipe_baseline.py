@@ -96,47 +96,50 @@ def test_failed_decodes_are_reported(recipe):
 
 def test_training_goes_on_past_the_rule_by_the_extension(recipe):
     """The rule (here one that fires at once: the dev loss no higher than its highest, patience 0) stops training at
-    epoch E; --train_extend 2 trains on to 2E with the rule off; a re-run trains nothing."""
-    opts = ["--stage", "3", "--stop-stage", "3", *TINY, "--tts_exp", "exp/tts_extend", "--train_extend", "2",
+    epoch E; --train_extend 3 trains on to 3E with the rule off, by way of 2E, where the models that the convergence
+    check compares with are kept; a re-run trains nothing."""
+    opts = ["--stage", "3", "--stop-stage", "3", *TINY, "--tts_exp", "exp/tts_extend", "--train_extend", "3",
             "--train_args", "--max_epoch 20 --patience 0 --early_stopping_criterion valid loss max"]
     proc = run_recipe(recipe, *opts)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    fired = re.search(r"the early-stopping rule fired at epoch (\d+) \(patience 0\); training on to 2 x \d+ = "
-                      r"epoch (\d+): (\d+) of", proc.stderr)
+    fired = re.search(r"the early-stopping rule fired at epoch (\d+) \(patience 0\); training on to 3 x \d+ = "
+                      r"epoch (\d+), by way of epoch (\d+) \(the convergence check's model\): (\d+) of", proc.stderr)
     assert fired, proc.stderr[-3000:]
-    e, target = int(fired.group(1)), int(fired.group(2))
-    assert target == 2 * e and int(fired.group(3)) == e
+    e, target, check = int(fired.group(1)), int(fired.group(2)), int(fired.group(3))
+    assert target == 3 * e and check == 2 * e and int(fired.group(4)) == e
     assert f"finished: the early-stopping rule fired at epoch {e}" in proc.stderr
     assert (recipe / "exp/tts_extend/train.loss.ave.pth").exists()
-    # the models the rule's stop selected, kept before the extension replaced them
-    at_rule = recipe / "exp/tts_extend/at_rule"
-    assert "the models selected at the rule's stop are kept in exp/tts_extend/at_rule" in proc.stderr
-    assert (at_rule / "train.loss.ave.pth").is_file() and not (at_rule / "train.loss.ave.pth").is_symlink()
+    # the models selected at 2E, kept before the training on to 3E replaced them
+    at_two_thirds = recipe / "exp/tts_extend/at_two_thirds"
+    assert (f"the models selected at epoch {check} are kept in exp/tts_extend/at_two_thirds for the convergence "
+            "check") in proc.stderr
+    assert (at_two_thirds / "epoch").read_text().strip() == str(check)
+    assert (at_two_thirds / "train.loss.ave.pth").is_file() and not (at_two_thirds / "train.loss.ave.pth").is_symlink()
     import torch
 
-    sd_rule = torch.load(at_rule / "train.loss.ave.pth", map_location="cpu")
+    sd_kept = torch.load(at_two_thirds / "train.loss.ave.pth", map_location="cpu")
     sd_end = torch.load(recipe / "exp/tts_extend/train.loss.ave.pth", map_location="cpu")
-    assert any(not torch.equal(sd_rule[k], sd_end[k]) for k in sd_end)  # trained on after the snapshot
+    assert any(not torch.equal(sd_kept[k], sd_end[k]) for k in sd_end)  # trained on after the snapshot
 
     state = torch.load(recipe / "exp/tts_extend/checkpoint.pth", map_location="cpu", weights_only=False)
     assert state["reporter"]["epoch"] == target
     proc = run_recipe(recipe, *opts)
     assert proc.returncode == 0 and "not trained further" in proc.stderr
 
-    # the convergence check: stage 4 decodes dev with the rule's model too, and stage 7 compares the two there
+    # the convergence check: stage 4 decodes dev with the kept model too, and stage 7 compares the two there
     opts = [*TINY, "--tts_exp", "exp/tts_extend", "--baseline_num_samples", "0", "--results", "RESULTS_extend.md",
             "--griffin_lim_iters", "4"]
     proc = run_recipe(recipe, "--stage", "4", "--stop-stage", "4", *opts)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert (at_rule / "decode_free_running/dev/denorm/feats.scp").is_file()
-    assert not (at_rule / "decode_free_running/eval1").exists()  # dev only: eval never chooses
+    assert (at_two_thirds / "decode_free_running/dev/denorm/feats.scp").is_file()
+    assert not (at_two_thirds / "decode_free_running/eval1").exists()  # dev only: eval never chooses
     proc = run_recipe(recipe, "--stage", "7", "--stop-stage", "7", *opts)
     assert proc.returncode == 0, proc.stderr[-3000:]
     md = (recipe / "RESULTS_extend.md").read_text()
     section = md[md.index("## Is Tacotron 2 trained long enough? (dev)"):md.index("## All systems")]
-    assert "`exp/tts_extend/at_rule/decode_free_running`" in section
+    assert "`exp/tts_extend/at_two_thirds/decode_free_running`" in section and f"| epoch {check} |" in section
     assert len([line for line in section.splitlines() if line.startswith("| ") and "---" not in line]) == 1 + 5
-    assert (at_rule / "decode_free_running/dev/scores_griffin_lim.tsv").is_file()
+    assert (at_two_thirds / "decode_free_running/dev/scores_griffin_lim.tsv").is_file()
 
 
 def test_import_checks_the_baseline(recipe):

@@ -247,13 +247,14 @@ def test_results_are_written_when_a_measure_is_nan_throughout(tmp_path):
     assert "**does not beat Tacotron 2**" in verdict_line(md)  # no pitch measure: no win claimed
 
 
-@pytest.mark.parametrize("worse_at_rule, improved", [
+@pytest.mark.parametrize("worse_earlier, improved", [
     (dict(mcd=1.0, ffe=0.05), ["MCD", "FFE"]),  # training on lowered MCD and FFE: not levelled off
     ({}, []),  # the same decodes: converged by this check
 ])
-def test_the_convergence_check_compares_tacotron2_with_the_model_its_rule_selected(tmp_path, worse_at_rule, improved):
+def test_the_convergence_check_compares_tacotron2_with_its_training_two_thirds_of_the_way(tmp_path, worse_earlier,
+                                                                                           improved):
     dirs = results_tree(tmp_path, ebm=dict(mcd=9.0))
-    rule = tmp_path / "exp/tts/at_rule/decode_free_running"
+    rule = tmp_path / "exp/tts/at_two_thirds/decode_free_running"
     (rule / "dev").mkdir(parents=True)
     for name in ("scores_griffin_lim.tsv", "scores_griffin_lim.f0.tsv"):  # Tacotron 2's dev scores, made worse
         shutil.copy(dirs["base"] / "dev" / name, rule / "dev" / name)
@@ -261,27 +262,28 @@ def test_the_convergence_check_compares_tacotron2_with_the_model_its_rule_select
 
     table = read_scores(str(rule / "dev/scores_griffin_lim.tsv"))
     (rule / "dev/scores_griffin_lim.tsv").write_text("utt\t" + "\t".join(COLUMNS) + "\n" + "".join(
-        u + "\t" + "\t".join(f"{v[c] + worse_at_rule.get(c, 0.0):.5f}" for c in COLUMNS) + "\n"
+        u + "\t" + "\t".join(f"{v[c] + worse_earlier.get(c, 0.0):.5f}" for c in COLUMNS) + "\n"
         for u, v in table.items()))
     from ebm.bin import make_results as mr
 
     mr.main(["--dev_set", "dev", "--eval_set", "eval1", "--vocoder_tag", "griffin_lim", "--ground_truth",
-             str(dirs["gt"]), "--baseline", str(dirs["base"]), "--ebm", str(dirs["ebm"]), "--baseline_at_rule",
-             str(rule), "--output_md", str(tmp_path / "RESULTS.md"), "--output_json", str(tmp_path / "RESULTS.json"),
+             str(dirs["gt"]), "--baseline", str(dirs["base"]), "--ebm", str(dirs["ebm"]), "--baseline_two_thirds",
+             str(rule), "--baseline_two_thirds_epoch", "153", "--output_md", str(tmp_path / "RESULTS.md"), "--output_json", str(tmp_path / "RESULTS.json"),
              "--plot_dir", str(tmp_path / "plots")])
     md = (tmp_path / "RESULTS.md").read_text()
     section = md[md.index("## Is Tacotron 2 trained long enough? (dev)"):md.index("## All systems")]
     mcd_row = next(line for line in section.splitlines() if line.startswith("| MCD |"))
     assert mcd_row.endswith("| better |" if improved else "| within the noise |"), mcd_row
     if improved:
-        assert "Training on still improved MCD, FFE outside the noise" in section
-        assert "its convergence is not shown" in section
+        assert "The last third of the training still improved MCD, FFE outside the noise" in section
+        assert "the baseline had not levelled off" in section
         assert section.count("| better |") == 2 and section.count("| within the noise |") == 3
     else:
-        assert "by this check the baseline had levelled off by the rule's stop" in section
+        assert "by this check the baseline had levelled off" in section
     records = json.loads((tmp_path / "RESULTS.json").read_text())
     check = next(r for r in records if r["system"] == "tacotron2")["convergence_check"]
-    assert check["improved"] == improved and len(check["measures"]) == 5
+    assert check["improved"] == improved and len(check["measures"]) == 5 and check["two_thirds_epoch"] == 153
+    assert "| measure | epoch 153 | trained on |" in section
     mcd = next(m for m in check["measures"] if m["key"] == "mcd")
     lo, hi = mcd["diff_ci95"][1:]
     assert (hi < 0) == bool(improved) and lo <= mcd["diff_ci95"][0] <= hi

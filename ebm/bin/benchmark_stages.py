@@ -208,8 +208,8 @@ def project(name, spec, units, seconds, decoding, jobs, t2_epochs=None):
         epoch = units[f"{name} Tacotron 2 update"] * train_audio
         how = "as a run ended by early stopping" if t2_epochs else "assumed: early stopping decides"
         out["3"] = (epoch * epochs, f"{epoch / 60:.1f} min per epoch x {epochs} epochs ({how})")
-    # A Tacotron 2 trained here goes past its dev-loss rule (--train_extend), and the model the rule selected is
-    # checked against it on dev: one more free-running dev decode (stage 4) and one more dev system (stage 7).
+    # A Tacotron 2 trained here goes past its dev-loss rule (--train_extend), and the model kept two thirds of the
+    # way is checked against it on dev: one more free-running dev decode (stage 4) and one more dev system (stage 7).
     checked = epochs is not None
     if decoding:
         fr, tf, how = decoding
@@ -217,7 +217,7 @@ def project(name, spec, units, seconds, decoding, jobs, t2_epochs=None):
         check = spec["dev"] * seconds * fr if checked else 0.0
         out["4"] = ((audio * ((1 + spec["samples"]) * fr + tf) + check) / jobs,
                     f"{1 + spec['samples']} free-running + 1 teacher-forced decodes per text"
-                    + (", and the rule's model on dev" if checked else "") + f", {jobs} jobs: {how}")
+                    + (", and the model two thirds of the way on dev" if checked else "") + f", {jobs} jobs: {how}")
     ebm = read_yaml(os.path.join(REPO, spec["ebm_config"]), "EBM config")
     per_update = utterances_per_update(ebm, seconds)
     iters = ebm.get("num_iters_per_epoch") or math.ceil(spec["train"] * (1 + ebm.get("train_hyps", 0)) / per_update)
@@ -229,8 +229,8 @@ def project(name, spec, units, seconds, decoding, jobs, t2_epochs=None):
     out["6"] = (units[f"{name} Langevin step"] * steps * held * seconds / jobs + starts,
                 f"{len(spec['settings'])} settings, {steps} steps in all, on {held} dev+eval utterances; a job per "
                 "set and core for the whole grid")
-    # dev: analysis-synthesis, Tacotron 2 (and its rule's model), 3 controls and every setting; eval: the first two,
-    # the control and the setting dev chose (stage 7 evaluates eval at the dev choices only)
+    # dev: analysis-synthesis, Tacotron 2 (and its model two thirds of the way), 3 controls and every setting; eval:
+    # the first two, the control and the setting dev chose (stage 7 evaluates eval at the dev choices only)
     on_dev, on_eval = 2 + int(checked) + 3 + len(spec["settings"]), 2 + 1 + 1
     per_system = sum(v for k, v in units.items() if k.startswith("stage 7 ") and "mel extraction" not in k
                      and "analysis" not in k)

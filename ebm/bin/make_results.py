@@ -20,9 +20,10 @@ silent frames (definitions in :mod:`ebm.metrics`). A measure that is NaN for eve
 frame voiced in both) is shown as NaN (``null`` in the JSON), and a plot that cannot be drawn is skipped with a
 warning: the tables are always written.
 
-A comparison is only as fair as its baseline is trained: with ``--baseline_at_rule`` (stage 7 gives it when stage 3
-trained past its dev-loss rule), a section says whether Tacotron 2 as compared is better, on dev, than the model the
-rule selected when it fired (:func:`ebm.results.convergence_check`); RESULTS.json keeps it in Tacotron 2's record.
+A comparison is only as fair as its baseline is trained: with ``--baseline_two_thirds`` (stage 7 gives it when stage
+3 trained past its dev-loss rule), a section says whether Tacotron 2 as compared is better, on dev, than the same
+training stopped two thirds of the way (:func:`ebm.results.convergence_check`); RESULTS.json keeps it in Tacotron
+2's record.
 
 The records, the dev choice and the verdict are :mod:`ebm.results`; this script reads, plots and writes.
 
@@ -62,9 +63,12 @@ def get_parser():
     p.add_argument("--ebm", action="append", default=[], help="a Langevin decode dir (repeatable)")
     p.add_argument("--control", action="append", default=[],
                    help="a variance-scaled Tacotron 2 decode dir, ebm.bin.gv_postfilter's (repeatable)")
-    p.add_argument("--baseline_at_rule", default=None,
-                   help="Tacotron 2's free-running decode dir for the model its dev-loss rule selected (stage 3's "
-                        "at_rule/, decoded on dev by stage 4): the convergence check against --baseline")
+    p.add_argument("--baseline_two_thirds", default=None,
+                   help="Tacotron 2's free-running decode dir for the model selected two thirds of the way through "
+                        "its training (stage 3's at_two_thirds/, decoded on dev by stage 4): the convergence check "
+                        "against --baseline")
+    p.add_argument("--baseline_two_thirds_epoch", type=int, default=None,
+                   help="the epoch at which that model was selected (stage 3's at_two_thirds/epoch)")
     p.add_argument("--ref_wav_scp", default=None,
                    help="eval references: their mels head the mel plots")
     FeatureSettings.add_arguments(p)
@@ -302,29 +306,30 @@ def glance_table(records_json):
     return out + ["\n"]
 
 
-def convergence_section(rows, improved, at_rule_dir, dev_set):
-    """RESULTS.md's convergence check: Tacotron 2 as compared against the model its dev-loss rule selected."""
+def convergence_section(rows, improved, two_thirds_dir, epoch, dev_set):
+    """RESULTS.md's convergence check: Tacotron 2 as compared against the same training stopped two thirds of the
+    way."""
+    at = f"epoch {epoch}" if epoch else "two thirds"
     out = ["\n## Is Tacotron 2 trained long enough? (dev)\n\n",
-           f"Stage 3 trained Tacotron 2 past the epoch its dev-loss rule stopped at (`--train_extend`). Both models, "
-           f"decoded free-running on `{dev_set}` the same way: the one the rule selected (`{at_rule_dir}`) and the "
-           "one trained on (the Tacotron 2 of every table here); per-utterance difference (trained on minus at the "
-           "rule) with its 95% paired bootstrap interval.\n\n",
-           "| measure | at the rule | trained on | difference [95% interval] | trained on is |\n|---|---|---|---|---|\n"]
+           f"Stage 3 trained Tacotron 2 past the epoch its dev-loss rule stopped at (`--train_extend`), by way of "
+           f"{at}, where it kept the model selected then (`{two_thirds_dir}`): the Tacotron 2 of every table here is "
+           f"that model trained at least 50% longer. Both decoded free-running on `{dev_set}` the same way; "
+           "per-utterance difference (trained on minus two thirds) with its 95% paired bootstrap interval.\n\n",
+           f"| measure | {at} | trained on | difference [95% interval] | trained on is |\n|---|---|---|---|---|\n"]
     names = {key: (name, nd) for key, name, nd in REPRODUCED}
     for r in rows:
         name, nd = names[r["key"]]
         d, lo, hi = r["diff_ci95"]
-        out.append(f"| {name} | {fmt(r['at_rule'], nd)} | {fmt(r['trained_on'], nd)} | "
+        out.append(f"| {name} | {fmt(r['two_thirds'], nd)} | {fmt(r['trained_on'], nd)} | "
                    f"{d:+.{nd}f} [{lo:+.{nd}f}, {hi:+.{nd}f}] | {r['outcome']} |\n")
     if improved:
-        out.append(f"\nTraining on still improved {', '.join(improved)} outside the noise: the extension paid, and the "
-                   "baseline may still be improving at its end. Whether it has levelled off takes a copy of its "
-                   "experiment directory trained on further (stage 3 with `--tts_exp` the copy and `--train_args "
-                   "\"--max_epoch N --patience none\"`) and decoded on dev beside it; until then its convergence is "
-                   "not shown.\n")
+        out.append(f"\nThe last third of the training still improved {', '.join(improved)} outside the noise: the "
+                   "baseline had not levelled off, and a comparison with it is one with a Tacotron 2 still "
+                   "improving. Train it longer (a larger `--train_extend`; a re-run of stage 3 resumes it) and "
+                   "re-run stages 4-7.\n")
     else:
-        out.append("\nNo measure improved outside the noise by training on: the extension gained nothing "
-                   "measurable, so by this check the baseline had levelled off by the rule's stop.\n")
+        out.append("\nNo measure improved outside the noise over the last third of the training: by this check "
+                   "the baseline had levelled off.\n")
     return out
 
 
@@ -337,10 +342,10 @@ def main(argv=None):
     gt = tables.with_diffs(tables.system("analysis-synthesis", args.ground_truth), base)
     records = [tables.with_diffs(tables.ebm(d, base), base) for d in args.ebm]
     controls = [tables.with_diffs(tables.control(d), base) for d in args.control]
-    at_rule = convergence = None
-    if args.baseline_at_rule:
-        at_rule = tables.system("tacotron2_at_rule", args.baseline_at_rule, with_eval=False)
-        convergence = convergence_check(base, at_rule, tables)
+    two_thirds = convergence = None
+    if args.baseline_two_thirds:
+        two_thirds = tables.system("tacotron2_two_thirds", args.baseline_two_thirds, with_eval=False)
+        convergence = convergence_check(base, two_thirds, tables)
     best_by_exp = choose_on_dev(records, base)
     ctl = choose_control_on_dev(controls) if controls else None
     chosen = [ctl] + list(best_by_exp.values())
@@ -406,10 +411,13 @@ def main(argv=None):
                   f"{e.predicted_mos:.3f} vs {b.predicted_mos:.3f}, log-F0 RMSE "
                   f"{e.log_f0_rmse:.4f} vs {b.log_f0_rmse:.4f}, FFE {e.ffe:.4f} vs {b.ffe:.4f}\n")
     if convergence is not None:
-        md += convergence_section(*convergence, args.baseline_at_rule, args.dev_set)
+        md += convergence_section(*convergence, args.baseline_two_thirds, args.baseline_two_thirds_epoch,
+                                  args.dev_set)
         rows, improved = convergence
         tacotron2 = next(r for r in records_json if r["system"] == "tacotron2")
-        tacotron2["convergence_check"] = {"at_rule": args.baseline_at_rule, "dev_at_rule": at_rule.dev.to_dict(),
+        tacotron2["convergence_check"] = {"two_thirds": args.baseline_two_thirds,
+                                          "two_thirds_epoch": args.baseline_two_thirds_epoch,
+                                          "dev_two_thirds": two_thirds.dev.to_dict(),
                                           "measures": rows, "improved": improved}
     named = [(gt, "analysis-synthesis"), (base, "Tacotron 2")]
     for c in sorted(controls, key=lambda c: c.scale or 0):

@@ -3,7 +3,9 @@
 Stages 3 and 5 ask before they (re)start ESPnet's trainer, so that re-running a finished stage trains nothing,
 and log the answer afterwards, so that the log says at which epoch and by which rule a model stopped. Output, one
 line on stdout: ``finished<TAB>reason`` or ``continue<TAB>reason``, and while a training goes on past the rule's
-stop (``--extend``), ``continue<TAB>reason<TAB>trainer options`` that take it there.
+stop (``--extend``), ``continue<TAB>reason<TAB>trainer options<TAB>keep``: the options take it to its next stop,
+and ``keep`` is the epoch of the convergence check's model when the models the trainer last selected are that
+model's (keep them before training on), else empty.
 """
 
 import argparse
@@ -39,7 +41,10 @@ def main(argv=None):
         raise EbmError(f"{ckpt} holds no trainer state (keys: {', '.join(state)}): it is not ESPnet's checkpoint")
     st = state_of(state["reporter"], opts["max_epoch"], opts["patience"], opts["early_stopping_criterion"],
                   extend=args.extend)
-    more = f"\t--max_epoch {st.extend_to} --patience none" if st.extend_to is not None else ""
+    more = ""
+    if st.extend_to is not None:
+        keep = st.check_epoch if st.epoch == st.check_epoch else ""
+        more = f"\t--max_epoch {st.extend_to} --patience none\t{keep}"
     print(f"{'finished' if st.finished else 'continue'}\t{st.reason}{more}")
 
 

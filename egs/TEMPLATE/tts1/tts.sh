@@ -27,14 +27,15 @@ espnet_train() {
     ${python} -m ebm.bin.check_checkpoint "${exp}" || die "cannot prepare ${exp} for resuming"
     # A training that has ended (by the early-stopping rule or at its epoch cap) is not trained further on a re-run:
     # ESPnet's trainer would train one more epoch before it checks the rule again. With --extend, a training that
-    # the rule stopped goes on for a second run of the trainer, to the epoch that training_state names.
-    local config="" i state status reason more pass passes=1 args=("$@") _f
+    # the rule stopped goes on in up to two more runs of the trainer: to the convergence check's epoch (two thirds
+    # of the way), then to the epoch that training_state names.
+    local config="" i state status reason more keep pass passes=1 args=("$@") _f _d
     for i in "${!args[@]}"; do [ "${args[$i]}" != --config ] || config=${args[$((i + 1))]}; done
-    [ "${extend}" = 1 ] || passes=2
+    [ "${extend}" = 1 ] || passes=3
     for pass in $(seq $((passes + 1))); do
         state=$(${python} -m ebm.bin.training_state --exp "${exp}" --config "${config}" --args "$*" --extend "${extend}") \
             || die "cannot tell whether the training in ${exp} has finished (see above)"
-        IFS=$'\t' read -r status reason more <<< "${state}"  # more: trainer options that extend it, if any
+        IFS=$'\t' read -r status reason more keep <<< "${state}"  # more: trainer options to the next stop, if any
         if [ "${status}" = finished ]; then
             log "${exp}: ${reason}"
             [ ${pass} -gt 1 ] || log "${exp}: not trained further (raise max_epoch, patience or the extension to train on)"
@@ -42,16 +43,18 @@ espnet_train() {
         fi
         log "${exp}: ${reason}"
         [ ${pass} -le ${passes} ] || return 0
-        if [ -n "${more}" ] && [ ! -d "${exp}/at_rule" ]; then
-            # Before the extension overwrites them, keep the models the rule's stop selected, so that the longer
-            # training can be checked against them (decode both on dev, as the recipes' READMEs do). The trainer
-            # writes its averages only when it ends, so until the extension ends they are still the rule's.
-            rm -rf "${exp}/at_rule.tmp" && mkdir "${exp}/at_rule.tmp" || die "cannot write ${exp}/at_rule.tmp"
+        _d=${exp}/at_two_thirds
+        if [ -n "${keep}" ] && [ ! -d "${_d}" ]; then
+            # Before training on overwrites them, keep the models selected at the check's epoch, so that the model
+            # trained 50% longer can be checked against them (stages 4 and 7 decode and score both on dev). The
+            # trainer writes its averages only when it ends, so until the next run ends they are still these.
+            rm -rf "${_d}.tmp" && mkdir "${_d}.tmp" || die "cannot write ${_d}.tmp"
             for _f in "${exp}"/*.ave.pth "${exp}"/*.best.pth; do
-                [ ! -e "${_f}" ] || cp -L "${_f}" "${exp}/at_rule.tmp/" || die "cannot copy ${_f} to ${exp}/at_rule.tmp"
+                [ ! -e "${_f}" ] || cp -L "${_f}" "${_d}.tmp/" || die "cannot copy ${_f} to ${_d}.tmp"
             done
-            mv "${exp}/at_rule.tmp" "${exp}/at_rule"
-            log "${exp}: the models selected at the rule's stop are kept in ${exp}/at_rule"
+            echo "${keep}" > "${_d}.tmp/epoch"
+            mv "${_d}.tmp" "${_d}"
+            log "${exp}: the models selected at epoch ${keep} are kept in ${_d} for the convergence check"
         fi
         check_training_threads "${exp}"
         # shellcheck disable=SC2086
@@ -107,7 +110,8 @@ sos_eos="<sos/eos>"
 train_config=""       # its config; stage 2 also builds it to collect feature statistics
 train_args=""         # extra options for espnet2.bin.tts_train
 train_extend=1.5      # the dev-loss rule watches a teacher-forced loss that plateaus while free-running output
-                      # still improves: once it stops training at epoch E, train on to ceil(E x this) (1: stop at E)
+                      # still improves: once it stops training at epoch E, train on to ceil(E x this) (1: stop at E),
+                      # keeping the model at two thirds of that for stage 7's convergence check
 tts_exp=""            # default: ${expdir}/tts_<config name>, or ${expdir}/tts_imported for an imported baseline
 num_nodes=1           # nodes for training (espnet2.bin.launch)
 baseline_model_file=""  # import an ESPnet Tacotron 2 instead of training it: a packed model (.zip, as ESPnet's
@@ -461,10 +465,10 @@ if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
     for dset in ${train_set} ${dev_set} ${eval_sets}; do
         decode_with "${tts_exp}" "${dset}" "${_modes}"
     done
-    # The convergence check: the model the dev-loss rule selected when it fired (kept by stage 3 before the
-    # extension) decodes dev the same way, so that stage 7 tells whether training past the rule still paid.
-    if [ -e "${tts_exp}/at_rule/${inference_model}" ]; then
-        decode_with "${tts_exp}/at_rule" "${dev_set}" free_running
+    # The convergence check: the model selected two thirds of the way through (kept by stage 3 before it trained
+    # on) decodes dev the same way, so that stage 7 tells whether the last third of the training still paid.
+    if [ -e "${tts_exp}/at_two_thirds/${inference_model}" ]; then
+        decode_with "${tts_exp}/at_two_thirds" "${dev_set}" free_running
     fi
 fi
 
@@ -624,10 +628,10 @@ if [ ${stage} -le 7 ] && [ ${stop_stage} -ge 7 ]; then
     [ -z "${vocoder_file}" ] || _vopts+=" --vocoder_file ${vocoder_file}"
     _gt=${expdir}/analysis_synthesis
     _base=${tts_exp}/decode_free_running
-    # The convergence check (dev only): Tacotron 2 as the dev-loss rule selected it, where stage 4 decoded it
-    _at_rule=""
-    [ ! -f "${tts_exp}/at_rule/decode_free_running/${dev_set}/denorm/feats.scp" ] \
-        || _at_rule=${tts_exp}/at_rule/decode_free_running
+    # The convergence check (dev only): Tacotron 2 as selected two thirds of the way, where stage 4 decoded it
+    _two_thirds=""
+    [ ! -f "${tts_exp}/at_two_thirds/decode_free_running/${dev_set}/denorm/feats.scp" ] \
+        || _two_thirds=${tts_exp}/at_two_thirds/decode_free_running
     if [ -n "${eval_ebm_decodes}" ]; then
         _ebms=${eval_ebm_decodes}
     else
@@ -649,7 +653,7 @@ if [ ${stage} -le 7 ] && [ ${stop_stage} -ge 7 ]; then
         done
         _controls+=" ${_ctl}"
     done
-    log "Stage 7: vocoder ${_vtag}; systems: analysis-synthesis, Tacotron 2 (${_base}${_at_rule:+; on dev also as the rule selected it, ${_at_rule}}), $(echo ${_controls} | wc -w) controls, $(echo ${_ebms} | wc -w) Langevin decodes"
+    log "Stage 7: vocoder ${_vtag}; systems: analysis-synthesis, Tacotron 2 (${_base}${_two_thirds:+; on dev also two thirds as long, ${_two_thirds}}), $(echo ${_controls} | wc -w) controls, $(echo ${_ebms} | wc -w) Langevin decodes"
     # vocode_set SET SYSTEM...: each system's SET through the vocoder, unless its wavs are newer than its input; the
     # systems to do share one call of ${nj} jobs (a process start and the vocoder's loading cost more than a small
     # set's Griffin-Lim), each system's wavs in its own directory
@@ -750,9 +754,9 @@ if [ ${stage} -le 7 ] && [ ${stop_stage} -ge 7 ]; then
     # Dev first, every system; eval only reports, so it is vocoded and scored at the settings dev chose (each
     # EBM's and the control's, ebm.bin.choose_on_dev), unless --eval_every_setting true.
     # shellcheck disable=SC2086
-    vocode_set "${dev_set}" ${_gt} ${_base} ${_at_rule} ${_controls} ${_ebms}
+    vocode_set "${dev_set}" ${_gt} ${_base} ${_two_thirds} ${_controls} ${_ebms}
     # shellcheck disable=SC2086
-    score_set "${dev_set}" ${_gt} ${_base} ${_at_rule} ${_controls} ${_ebms}
+    score_set "${dev_set}" ${_gt} ${_base} ${_two_thirds} ${_controls} ${_ebms}
     if ${eval_every_setting} || [ -z "${_controls}${_ebms}" ]; then
         _eval_systems="${_controls} ${_ebms}"
     else
@@ -777,7 +781,7 @@ if [ ${stage} -le 7 ] && [ ${stop_stage} -ge 7 ]; then
     # shellcheck disable=SC2086
     ${python} -m ebm.bin.make_results --dev_set "${dev_set}" --eval_set "${eval_set}" --vocoder_tag "${_vtag}" \
         --ground_truth "${_gt}" --baseline "${_base}" --baseline_params "${_params}" ${_opts} \
-        ${_at_rule:+--baseline_at_rule "${_at_rule}"} \
+        ${_two_thirds:+--baseline_two_thirds "${_two_thirds}" --baseline_two_thirds_epoch "$(cat "${tts_exp}/at_two_thirds/epoch")"} \
         --ref_wav_scp "${data_feats}/${eval_set}/wav.scp" ${feats_cli_opts} --f0min "${f0min}" --f0max "${f0max}" \
         --title "$(basename "$(dirname "${PWD}")")" --plot_dir "${expdir}/results_${_vtag}" \
         --output_md "${results}" --output_json "${results%.md}.json" \

@@ -24,6 +24,11 @@ from typing import NamedTuple, Optional, Sequence
 from ebm.io import read_yaml
 
 
+#: The convergence check compares the final model with the same training stopped this many times earlier (#22's
+#: "a checkpoint trained 50% longer").
+CHECK_LONGER = 1.5
+
+
 class TrainingState(NamedTuple):
     finished: bool
     epoch: int  # last finished epoch (0: none)
@@ -83,8 +88,8 @@ def state_of(reporter_state: dict, max_epoch: int, patience: Optional[int],
 
     With ``extend`` > 1, a training that the rule stopped at epoch E is finished only at T = ``ceil(extend * E)``
     epochs (at most ``max_epoch``); until then the state says how far to train next (``extend_to``): first to
-    ``check_epoch`` = max(E, floor(T / 1.5)), so that T is at least 50% longer than the model kept there, then
-    to T."""
+    ``check_epoch`` = max(E, floor(T / CHECK_LONGER)), so that T is at least 50% longer than the model kept there,
+    then to T."""
     if extend < 1:
         raise ValueError(f"extend must be at least 1 (1: stop where the rule fires), not {extend}")
     epoch = int(reporter_state.get("epoch", 0))
@@ -94,7 +99,7 @@ def state_of(reporter_state: dict, max_epoch: int, patience: Optional[int],
     fired = rule_epoch(reporter_state, patience, criterion) if extend > 1 else None
     if fired is not None:
         target = min(max_epoch, math.ceil(extend * fired))
-        check = max(fired, math.floor(target / 1.5))
+        check = max(fired, math.floor(target / CHECK_LONGER))
         said = (f"the early-stopping rule fired at epoch {fired} (patience {patience}); training on to "
                 f"{extend:g} x {fired} = epoch {target}" + (" (the max_epoch cap)" if target == max_epoch else "")
                 + (f", by way of epoch {check} (the convergence check's model)" if check > fired else ""))

@@ -1,5 +1,7 @@
 """Converged baselines: which rule ended a training, and a re-run of a finished one trains nothing."""
 
+import os
+
 import torch
 
 from conftest import run_module
@@ -104,10 +106,22 @@ def test_entry_point_prints_the_options_that_extend_the_training(tmp_path):
     exp = tmp_path / "exp"
     exp.mkdir()
     torch.save({"reporter": _reporter([3, 2, 2.5, 2.6])}, exp / "checkpoint.pth")  # fires at 4: on to 6
+    (exp / "train.loss.ave.pth").write_bytes(b"")  # the trainer averages its models after its last checkpoint
+    os.utime(exp / "checkpoint.pth", (1000, 1000))
+    os.utime(exp / "train.loss.ave.pth", (1001, 1001))
     proc = run_module("ebm.bin.training_state", "--exp", exp, "--config", conf, "--extend", "1.5", check=True)
     status, reason, more, keep = proc.stdout.rstrip("\n").split("\t")
     assert status == "continue" and "epoch 6" in reason and more == "--max_epoch 6 --patience none"
     assert keep == "4"  # the models on disk are the rule's, the check's model: keep them before training on
+    # killed before the trainer averaged (the averages are an earlier run's): a run to epoch 4 writes them first
+    os.utime(exp / "train.loss.ave.pth", (999, 999))
+    proc = run_module("ebm.bin.training_state", "--exp", exp, "--config", conf, "--extend", "1.5", check=True)
+    status, reason, more, keep = proc.stdout.rstrip("\n").split("\t")
+    assert status == "continue" and "predate its epoch-4 checkpoint" in reason
+    assert more == "--max_epoch 4 --patience none" and keep == ""
+    (exp / "train.loss.ave.pth").unlink()  # none at all: the same
+    proc = run_module("ebm.bin.training_state", "--exp", exp, "--config", conf, "--extend", "1.5", check=True)
+    assert proc.stdout.rstrip("\n").split("\t")[2:] == ["--max_epoch 4 --patience none", ""]
     # 3 x 4: on to 12 by way of 8, where the check's model is kept; the models on disk now are not it
     proc = run_module("ebm.bin.training_state", "--exp", exp, "--config", conf, "--extend", "3", check=True)
     status, reason, more, keep = proc.stdout.rstrip("\n").split("\t")

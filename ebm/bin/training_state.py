@@ -9,6 +9,7 @@ model's (keep them before training on), else empty.
 """
 
 import argparse
+import glob
 import os
 
 from ebm.cli import EbmError, run
@@ -41,11 +42,24 @@ def main(argv=None):
         raise EbmError(f"{ckpt} holds no trainer state (keys: {', '.join(state)}): it is not ESPnet's checkpoint")
     st = state_of(state["reporter"], opts["max_epoch"], opts["patience"], opts["early_stopping_criterion"],
                   extend=args.extend)
-    more = ""
+    more, reason = "", st.reason
     if st.extend_to is not None:
         keep = st.check_epoch if st.epoch == st.check_epoch else ""
         more = f"\t--max_epoch {st.extend_to} --patience none\t{keep}"
-    print(f"{'finished' if st.finished else 'continue'}\t{st.reason}{more}")
+        if keep and not averages_are_current(args.exp, ckpt):
+            # Killed after the check's epoch but before the trainer averaged its best models: the averages on disk
+            # are an earlier run's. A trainer run to the epoch it has reached trains nothing and writes them.
+            reason = (f"the averaged models in {args.exp} predate its epoch-{keep} checkpoint (the trainer was "
+                      f"stopped before it averaged them): averaging them first, training no epoch")
+            more = f"\t--max_epoch {keep} --patience none\t"
+    print(f"{'finished' if st.finished else 'continue'}\t{reason}{more}")
+
+
+def averages_are_current(exp, ckpt):
+    """Whether the trainer's averaged models (``*.ave.pth``) were written after its last checkpoint, as they are when
+    a trainer run ends: only then are they the models selected at the checkpoint's epoch."""
+    averages = glob.glob(os.path.join(exp, "*.ave.pth"))
+    return bool(averages) and all(os.path.getmtime(f) >= os.path.getmtime(ckpt) for f in averages)
 
 
 if __name__ == "__main__":

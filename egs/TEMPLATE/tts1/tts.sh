@@ -28,10 +28,11 @@ espnet_train() {
     # A training that has ended (by the early-stopping rule or at its epoch cap) is not trained further on a re-run:
     # ESPnet's trainer would train one more epoch before it checks the rule again. With --extend, a training that
     # the rule stopped goes on in up to two more runs of the trainer: to the convergence check's epoch (two thirds
-    # of the way), then to the epoch that training_state names.
+    # of the way), then to the epoch that training_state names (and one that trains nothing, if a kill came between
+    # the check's epoch and the trainer's averaging of its models).
     local config="" i state status reason more keep pass passes=1 args=("$@") _f _d
     for i in "${!args[@]}"; do [ "${args[$i]}" != --config ] || config=${args[$((i + 1))]}; done
-    [ "${extend}" = 1 ] || passes=3
+    [ "${extend}" = 1 ] || passes=4
     for pass in $(seq $((passes + 1))); do
         state=$(${python} -m ebm.bin.training_state --exp "${exp}" --config "${config}" --args "$*" --extend "${extend}") \
             || die "cannot tell whether the training in ${exp} has finished (see above)"

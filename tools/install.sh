@@ -128,6 +128,9 @@ step() {  # step NAME [pip options]
 step pip --quiet
 step torch
 step main
+# xls-r-sqa declares transformers, but DistillMOS uses only its model code, which does not import it; installed,
+# transformers would be imported by every ESPnet task (espnet2.layers.create_adapter_fn), about 5 s per process
+step mos --no-deps
 step pwg --no-build-isolation
 log "installing ebm (editable) from ${top_dir}"
 "${venv}/bin/python" -m pip install --disable-pip-version-check --quiet --no-deps --no-build-isolation -e "${top_dir}" \

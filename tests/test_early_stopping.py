@@ -106,15 +106,19 @@ def test_entry_point_prints_the_options_that_extend_the_training(tmp_path):
     exp = tmp_path / "exp"
     exp.mkdir()
     torch.save({"reporter": _reporter([3, 2, 2.5, 2.6])}, exp / "checkpoint.pth")  # fires at 4: on to 6
-    (exp / "train.loss.ave.pth").write_bytes(b"")  # the trainer averages its models after its last checkpoint
+    # the trainer averages its models after its last checkpoint; with one model kept, the average is a link to the
+    # best epoch's file, which may be older than the checkpoint
+    (exp / "3epoch.pth").write_bytes(b"")
+    os.utime(exp / "3epoch.pth", (900, 900))
     os.utime(exp / "checkpoint.pth", (1000, 1000))
-    os.utime(exp / "train.loss.ave.pth", (1001, 1001))
+    (exp / "train.loss.ave.pth").symlink_to("3epoch.pth")
+    os.utime(exp / "train.loss.ave.pth", (1001, 1001), follow_symlinks=False)
     proc = run_module("ebm.bin.training_state", "--exp", exp, "--config", conf, "--extend", "1.5", check=True)
     status, reason, more, keep = proc.stdout.rstrip("\n").split("\t")
     assert status == "continue" and "epoch 6" in reason and more == "--max_epoch 6 --patience none"
     assert keep == "4"  # the models on disk are the rule's, the check's model: keep them before training on
     # killed before the trainer averaged (the averages are an earlier run's): a run to epoch 4 writes them first
-    os.utime(exp / "train.loss.ave.pth", (999, 999))
+    os.utime(exp / "train.loss.ave.pth", (999, 999), follow_symlinks=False)
     proc = run_module("ebm.bin.training_state", "--exp", exp, "--config", conf, "--extend", "1.5", check=True)
     status, reason, more, keep = proc.stdout.rstrip("\n").split("\t")
     assert status == "continue" and "predate its epoch-4 checkpoint" in reason

@@ -57,9 +57,11 @@ def main(argv=None):
 
 def averages_are_current(exp, ckpt):
     """Whether the trainer's averaged models (``*.ave.pth``) were written after its last checkpoint, as they are when
-    a trainer run ends: only then are they the models selected at the checkpoint's epoch."""
+    a trainer run ends: only then are they the models selected at the checkpoint's epoch. The trainer makes each
+    one anew as a link (to an average, or to the best epoch's own file when it keeps one model), so the link's own
+    time says when; its target's may be that of an epoch long before."""
     averages = glob.glob(os.path.join(exp, "*.ave.pth"))
-    return bool(averages) and all(os.path.getmtime(f) >= os.path.getmtime(ckpt) for f in averages)
+    return bool(averages) and all(os.lstat(f).st_mtime >= os.path.getmtime(ckpt) for f in averages)
 
 
 if __name__ == "__main__":

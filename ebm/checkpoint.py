@@ -112,6 +112,16 @@ def snapshots(exp_dir):
     return sorted(found, reverse=True)
 
 
+def averages_are_current(exp_dir):
+    """Whether the trainer's averaged models (``*.ave.pth``) were written after its last ``checkpoint.pth``, as they
+    are when a trainer run ends (it averages once, after its last epoch): only then are they the models selected at
+    the checkpoint's epoch. The trainer makes each one anew as a link (to an average, or to the best epoch's own file
+    when it keeps one model), so the link's own time says when; its target's may be that of an epoch long before."""
+    exp_dir = Path(exp_dir)
+    averages = list(exp_dir.glob("*.ave.pth"))
+    since = os.path.getmtime(exp_dir / CHECKPOINT)
+    return bool(averages) and all(os.lstat(p).st_mtime >= since for p in averages)
+
 def _number(text):
     text = text.strip()
     try:

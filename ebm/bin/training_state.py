@@ -9,7 +9,6 @@ model's (keep them before training on), else empty.
 """
 
 import argparse
-import glob
 import os
 
 from ebm.cli import EbmError, run
@@ -33,6 +32,8 @@ def main(argv=None):
         return
     import torch
 
+    from ebm.checkpoint import averages_are_current  # with torch: only once there is a checkpoint
+
     try:  # the recipe's own file, written by ESPnet's trainer (it holds numpy values, not only tensors)
         state = torch.load(ckpt, map_location="cpu", weights_only=False)
     except Exception as e:
@@ -44,24 +45,15 @@ def main(argv=None):
                   extend=args.extend)
     more, reason = "", st.reason
     if st.extend_to is not None:
-        keep = st.check_epoch if st.epoch == st.check_epoch else ""
-        more = f"\t--max_epoch {st.extend_to} --patience none\t{keep}"
-        if keep and not averages_are_current(args.exp, ckpt):
+        to, keep = st.extend_to, (st.check_epoch if st.epoch == st.check_epoch else "")
+        if keep and not averages_are_current(args.exp):
             # Killed after the check's epoch but before the trainer averaged its best models: the averages on disk
             # are an earlier run's. A trainer run to the epoch it has reached trains nothing and writes them.
             reason = (f"the averaged models in {args.exp} predate its epoch-{keep} checkpoint (the trainer was "
                       f"stopped before it averaged them): averaging them first, training no epoch")
-            more = f"\t--max_epoch {keep} --patience none\t"
+            to, keep = keep, ""
+        more = f"\t--max_epoch {to} --patience none\t{keep}"
     print(f"{'finished' if st.finished else 'continue'}\t{reason}{more}")
-
-
-def averages_are_current(exp, ckpt):
-    """Whether the trainer's averaged models (``*.ave.pth``) were written after its last checkpoint, as they are when
-    a trainer run ends: only then are they the models selected at the checkpoint's epoch. The trainer makes each
-    one anew as a link (to an average, or to the best epoch's own file when it keeps one model), so the link's own
-    time says when; its target's may be that of an epoch long before."""
-    averages = glob.glob(os.path.join(exp, "*.ave.pth"))
-    return bool(averages) and all(os.lstat(f).st_mtime >= os.path.getmtime(ckpt) for f in averages)
 
 
 if __name__ == "__main__":
